@@ -1,0 +1,57 @@
+# Every target CI runs is here; `make help` lists them.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+EXTRAS ?= operator,cpu,dev
+
+.DEFAULT_GOAL := help
+.PHONY: help install test lint typecheck hadolint unit crds golden demo dev-apiserver test-cluster bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+$(PY):
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+install: $(PY) ## install the project and its tools into .venv (idempotent)
+	bash scripts/install.sh $(VENV) $(EXTRAS)
+
+lint: ## ruff (lint + format check)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: ## mypy --strict on operator/
+	$(BIN)/mypy operator/modelfleet
+
+hadolint: ## lint the Dockerfiles
+	$(BIN)/hadolint images/*.Dockerfile
+
+unit: ## the pure unit tests only (seconds)
+	$(BIN)/pytest tests/unit -q
+
+test: lint typecheck hadolint ## everything CI runs: lint, types, Dockerfiles, all tests
+	$(BIN)/pytest -q
+
+crds: ## regenerate crds/ from the API models
+	$(BIN)/modelfleet crd -o crds/modelfleets.modelfleet.dev.yaml
+
+golden: ## regenerate the golden RayServices (review the diff!)
+	$(BIN)/pytest tests/unit/test_golden.py -q --update-golden
+
+demo: install ## the main job: a local fleet serving real requests (tiny models on CPU)
+	bash scripts/demo.sh
+
+dev-apiserver: ## a local test API server with the CRDs; prints a KUBECONFIG for kubectl
+	$(PY) -m tests.kube.apiserver --crd crds/modelfleets.modelfleet.dev.yaml
+
+test-cluster: ## the kube tests against the real cluster in $$KUBECONFIG
+	@test -n "$$KUBECONFIG" || { echo "set KUBECONFIG to a cluster with KubeRay's CRDs"; exit 2; }
+	$(BIN)/pytest tests/kube -q -m kube
+
+bench: ## all benchmarks (~20 min); results in bench/results/
+	$(PY) -m bench all
+
+clean: ## remove caches and local run state
+	rm -rf .pytest_cache .mypy_cache .ruff_cache .modelfleet build *.egg-info

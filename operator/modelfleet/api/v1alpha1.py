@@ -1,0 +1,380 @@
+"""The ModelFleet API, version v1alpha1: the single source of truth for the CRD, its docs and validation.
+
+Field names are camelCase on the wire (aliases) and snake_case in Python. Every field has a
+description: `kubectl explain modelfleet.spec.models` reads them from the generated CRD.
+Rules that the API server can enforce are declared here as CEL (`x-kubernetes-validations`) next to
+the fields they guard; `modelfleet.api.semantic` holds the checks CEL cannot express.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+from pydantic.config import JsonDict
+
+GROUP = "modelfleet.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "ModelFleet"
+PLURAL = "modelfleets"
+SINGULAR = "modelfleet"
+SHORT_NAMES = ["mf"]
+
+# KubeRay derives Service and pod names from the RayService name and limits it to 47 characters.
+MAX_FLEET_NAME = 47
+# Model names become Serve application names and route prefixes; these would shadow the router's routes.
+RESERVED_MODEL_NAMES = ("v1", "fleet", "healthz", "metrics", "docs", "openapi.json", "api", "-")
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+# A Kubernetes resource quantity, e.g. 8Gi, 512Mi, 1.5G, 1000000.
+QUANTITY = r"^[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+|[KMGTPE]i?|[mkMGTPE])?$"
+
+
+def cel(rule: str, message: str, field_path: str | None = None) -> JsonDict:
+    """One `x-kubernetes-validations` entry; `field_path` points the error at a child field."""
+    entry: JsonDict = {"rule": rule, "message": message}
+    if field_path is not None:
+        entry["fieldPath"] = field_path
+    return entry
+
+
+class ApiModel(BaseModel):
+    """Base of every API object: camelCase aliases, unknown fields refused, docs from docstrings off."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        validate_default=True,
+        use_attribute_docstrings=False,
+    )
+
+
+class SecretKeyRef(ApiModel):
+    """A key of a Secret in the fleet's namespace. Only the reference is stored and rendered."""
+
+    secret_name: str = Field(
+        description="Name of the Secret in the fleet's namespace.", min_length=1, max_length=253
+    )
+    key: str = Field(description="Key inside the Secret whose value is used.", min_length=1, max_length=253)
+
+
+class Replicas(ApiModel):
+    """Replica bounds and autoscaling of one model (Ray Serve autoscaling_config)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel("self.min <= self.max", "min must be less than or equal to max", ".min"),
+                cel(
+                    "self.maxOngoingRequests >= self.targetOngoingRequests",
+                    "maxOngoingRequests must be at least targetOngoingRequests",
+                    ".maxOngoingRequests",
+                ),
+            ]
+        }
+    )
+
+    min: int = Field(
+        default=1,
+        ge=0,
+        le=1000,
+        description="Fewest replicas. 0 opts the model into scale-to-zero: it sleeps when idle and "
+        "wakes on its next request (which waits for it).",
+    )
+    max: int = Field(default=1, ge=1, le=1000, description="Most replicas the autoscaler may start.")
+    target_ongoing_requests: int = Field(
+        default=16,
+        ge=1,
+        le=100000,
+        description="Ongoing requests per replica the autoscaler aims for; more load adds replicas.",
+    )
+    max_ongoing_requests: int = Field(
+        default=64,
+        ge=1,
+        le=100000,
+        description="Requests one replica accepts at once; beyond it requests queue in the router.",
+    )
+    upscale_delay_seconds: float = Field(
+        default=0.0, ge=0, le=3600, description="How long load must stay high before replicas are added."
+    )
+    downscale_delay_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        le=86400,
+        description="How long load must stay low before replicas are removed (and, with min 0, "
+        "before the model goes to sleep).",
+    )
+
+
+class ModelSpec(ApiModel):
+    """One model of the fleet: a Ray Serve application running vLLM."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "!(self.name in " + repr(list(RESERVED_MODEL_NAMES)) + ")",
+                    "name is reserved for the fleet's router routes ("
+                    + ", ".join(RESERVED_MODEL_NAMES)
+                    + ")",
+                    ".name",
+                ),
+                cel(
+                    "self.accelerator == 'gpu' || !has(self.gpus) || double(self.gpus) == 0.0",
+                    "gpus must be 0 or unset when accelerator is cpu",
+                    ".gpus",
+                ),
+                cel(
+                    "self.accelerator == 'cpu' || !has(self.gpus) || double(self.gpus) > 0.0",
+                    "gpus must be greater than 0 when accelerator is gpu",
+                    ".gpus",
+                ),
+            ]
+        }
+    )
+
+    name: str = Field(
+        description="The OpenAI `model` id clients send, also the route prefix `/<name>/v1` and the Serve "
+        "application name. A DNS label, unique in the fleet.",
+        min_length=1,
+        max_length=63,
+        pattern=DNS_LABEL,
+    )
+    source: str = Field(
+        description="Where the weights come from: a Hugging Face repo id (org/name) or a path inside the "
+        "model cache or the image.",
+        min_length=1,
+        max_length=1024,
+    )
+    task: Literal["generate", "embed", "transcribe"] = Field(
+        default="generate",
+        description="What the model serves: generate (chat and completions), embed, transcribe.",
+    )
+    accelerator: Literal["gpu", "cpu"] = Field(
+        default="gpu", description="gpu runs the CUDA engine on GPU workers; cpu runs vLLM's CPU build."
+    )
+    gpus: float | None = Field(
+        default=None,
+        ge=0,
+        le=64,
+        description="GPU share per replica. Fractions pack several models on one GPU (e.g. 0.45 + 0.45); "
+        "above 1 it must be a whole number. Defaults to 1 for accelerator gpu and 0 for cpu.",
+    )
+    cpus: float = Field(default=1.0, gt=0, le=512, description="CPUs reserved per replica.")
+    memory: str | None = Field(
+        default=None,
+        pattern=QUANTITY,
+        max_length=32,
+        description="Memory reserved per replica (a Kubernetes quantity such as 8Gi); unset reserves none.",
+    )
+    replicas: Replicas = Field(default_factory=Replicas, description="Replica bounds and autoscaling.")
+    engine_args: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Arguments passed to the vLLM engine as-is (snake_case, e.g. max_model_len, dtype, "
+        "gpu_memory_utilization, enforce_eager).",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+
+    @property
+    def gpu_share(self) -> float:
+        """GPUs per replica with the accelerator's default applied."""
+        if self.gpus is not None:
+            return self.gpus
+        return 1.0 if self.accelerator == "gpu" else 0.0
+
+
+class Toleration(ApiModel):
+    """A Kubernetes toleration for the worker pods."""
+
+    key: str | None = Field(default=None, max_length=316, description="Taint key to tolerate.")
+    operator: Literal["Exists", "Equal"] | None = Field(default=None, description="Exists or Equal.")
+    value: str | None = Field(default=None, max_length=63, description="Taint value for Equal.")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        default=None, description="Taint effect to tolerate; unset tolerates all."
+    )
+    toleration_seconds: int | None = Field(
+        default=None, description="How long a NoExecute taint is tolerated before eviction."
+    )
+
+
+class WorkerGroup(ApiModel):
+    """A Ray worker group: identical pods the Ray autoscaler adds and removes."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "self.minWorkers <= self.maxWorkers",
+                    "minWorkers must be less than or equal to maxWorkers",
+                    ".minWorkers",
+                ),
+            ]
+        }
+    )
+
+    name: str = Field(
+        description="Group name (a DNS label, unique in the fleet).",
+        min_length=1,
+        max_length=40,
+        pattern=DNS_LABEL,
+    )
+    gpus_per_worker: int = Field(default=1, ge=0, le=16, description="GPUs per worker pod (nvidia.com/gpu).")
+    cpus_per_worker: float = Field(default=8.0, gt=0, le=512, description="CPUs per worker pod.")
+    memory_per_worker: str = Field(
+        default="32Gi", pattern=QUANTITY, max_length=32, description="Memory per worker pod (a quantity)."
+    )
+    min_workers: int = Field(
+        default=0, ge=0, le=1000, description="Fewest workers. 0 lets GPU nodes scale to zero when idle."
+    )
+    max_workers: int = Field(default=4, ge=0, le=1000, description="Most workers the autoscaler may start.")
+    node_selector: dict[str, str] = Field(
+        default_factory=dict, description="Node labels the worker pods must match."
+    )
+    tolerations: list[Toleration] = Field(
+        default_factory=list, max_length=32, description="Tolerations of the worker pods."
+    )
+
+
+class HeadSpec(ApiModel):
+    """The Ray head pod: GCS, dashboard, Serve controller, proxy and the fleet's router. No GPUs."""
+
+    cpus: float = Field(default=2.0, gt=0, le=512, description="CPUs of the head pod.")
+    memory: str = Field(default="8Gi", pattern=QUANTITY, max_length=32, description="Memory of the head pod.")
+
+
+class ModelCache(ApiModel):
+    """A PersistentVolumeClaim mounted on every Ray pod for model weights (HF_HOME)."""
+
+    claim_name: str = Field(
+        description="Name of the PVC in the fleet's namespace.", min_length=1, max_length=253
+    )
+    mount_path: str = Field(
+        default="/models", pattern=r"^/", max_length=1024, description="Where the cache is mounted."
+    )
+
+
+class ModelFleetSpec(ApiModel):
+    """Desired state: the models to serve and the Ray cluster that serves them."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "self.models.all(m, self.models.exists_one(n, n.name == m.name))",
+                    "model names must be unique",
+                    ".models",
+                ),
+                cel(
+                    "self.workers.all(w, self.workers.exists_one(v, v.name == w.name))",
+                    "worker group names must be unique",
+                    ".workers",
+                ),
+                cel(
+                    "self.models.all(m, !has(m.gpus) || double(m.gpus) == 0.0 || "
+                    "self.workers.exists(w, double(w.gpusPerWorker) >= double(m.gpus)))",
+                    "each model's gpus must be at most the gpusPerWorker of some worker group",
+                    ".models",
+                ),
+            ]
+        }
+    )
+
+    image: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=1024,
+        description="Serving image (Ray + vLLM + serving_app) for every Ray pod; "
+        "the operator's default if unset.",
+    )
+    models: list[ModelSpec] = Field(min_length=1, max_length=64, description="The models to serve.")
+    workers: list[WorkerGroup] = Field(
+        default_factory=list, max_length=16, description="Ray worker groups the models run on."
+    )
+    head: HeadSpec = Field(default_factory=HeadSpec, description="The Ray head pod.")
+    model_cache: ModelCache | None = Field(default=None, description="Optional PVC for model weights.")
+    hugging_face_token: SecretKeyRef | None = Field(
+        default=None, description="Hugging Face token for gated models, by Secret reference only (HF_TOKEN)."
+    )
+    api_key: SecretKeyRef | None = Field(
+        default=None,
+        description="API key clients must send as `Authorization: Bearer <key>`, by Secret reference only.",
+    )
+    upgrade_strategy: Literal["NewCluster", "NewClusterWithIncrementalUpgrade", "None"] = Field(
+        default="NewCluster",
+        description="How KubeRay rolls out a change of image, head or workers (RayService upgradeStrategy).",
+    )
+    high_throughput: bool = Field(
+        default=False,
+        description="Ray Serve's high-throughput mode on every Ray pod: HAProxy ingress, gRPC between "
+        "replicas and direct streaming from the model server.",
+    )
+
+
+class Condition(ApiModel):
+    """A metav1.Condition."""
+
+    type: str = Field(description="Condition type: Ready, SpecValid, RayServiceReady or Upgrading.")
+    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
+    reason: str = Field(description="CamelCase reason for the last transition.")
+    message: str = Field(default="", description="Human-readable details.")
+    last_transition_time: str | None = Field(
+        default=None, description="When the status last changed (RFC 3339)."
+    )
+    observed_generation: int | None = Field(default=None, description="Generation the condition was set for.")
+
+
+ModelState = Literal["Pending", "Deploying", "Ready", "ScaledToZero", "Unhealthy", "Failed"]
+FleetPhase = Literal["Pending", "Deploying", "Ready", "Degraded", "Failed", "Invalid", "Upgrading"]
+
+
+class ModelStatus(ApiModel):
+    """Observed state of one model."""
+
+    name: str = Field(description="Model name.")
+    state: ModelState = Field(description="Pending, Deploying, Ready, ScaledToZero, Unhealthy or Failed.")
+    replicas: int | None = Field(default=None, description="Running replicas, when known.")
+    message: str = Field(default="", description="Why the model is in this state, when not Ready.")
+
+
+class ModelFleetStatus(ApiModel):
+    """Observed state, written by the operator."""
+
+    phase: FleetPhase = Field(
+        default="Pending", description="Pending, Deploying, Ready, Degraded, Failed, Invalid or Upgrading."
+    )
+    ready: str = Field(default="", description="Models serving or ready to wake / all models, e.g. 2/3.")
+    endpoint: str = Field(default="", description="OpenAI base URL of the fleet inside the cluster.")
+    ray_service: str = Field(default="", description="Name of the owned RayService.")
+    message: str = Field(default="", description="One-line summary of what needs attention.")
+    observed_generation: int | None = Field(default=None, description="Last fleet generation acted on.")
+    models: list[ModelStatus] = Field(default_factory=list, description="Per-model state.")
+    conditions: list[Condition] = Field(
+        default_factory=list, description="Ready, SpecValid, RayServiceReady, Upgrading."
+    )
+
+
+class ObjectMeta(BaseModel):
+    """The parts of metadata the renderer reads; the rest is kept but ignored."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str = Field(min_length=1, max_length=MAX_FLEET_NAME, pattern=DNS_LABEL)
+    namespace: str = Field(default="default", min_length=1, max_length=63, pattern=DNS_LABEL)
+    uid: str | None = None
+    generation: int | None = None
+
+
+class ModelFleet(BaseModel):
+    """A fleet of LLMs served from one Ray cluster (a KubeRay RayService)."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="forbid")
+
+    api_version: Literal["modelfleet.dev/v1alpha1"] = Field(
+        default="modelfleet.dev/v1alpha1", alias="apiVersion"
+    )
+    kind: Literal["ModelFleet"] = "ModelFleet"
+    metadata: ObjectMeta
+    spec: ModelFleetSpec
+    status: ModelFleetStatus | None = None

@@ -1,0 +1,131 @@
+"""The `modelfleet` command: render, validate, crd, import (and the local backend and operator)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import yaml
+
+from modelfleet import yamlio
+from modelfleet.api.v1alpha1 import KIND, ModelFleet
+from modelfleet.api.validation import validate_fleet
+
+
+def _fleets(path: str) -> tuple[list[ModelFleet], list[str]]:
+    """Every ModelFleet document of a file, and one line per problem (prefixed by document when several)."""
+    try:
+        documents = yamlio.load_file(path)
+    except (OSError, ValueError, yaml.YAMLError) as error:
+        return [], [f"{path}: {error}"]
+    fleets: list[ModelFleet] = []
+    lines: list[str] = []
+    for index, document in enumerate(documents):
+        where = f"{path}" + (f" (document {index + 1})" if len(documents) > 1 else "")
+        if document.get("kind") != KIND:
+            lines.append(f"{where}: kind: {document.get('kind')!r}: expected {KIND}")
+            continue
+        fleet, problems = validate_fleet(document)
+        name = (document.get("metadata") or {}).get("name", "?")
+        lines.extend(f"{where}: ModelFleet {name}: {problem}" for problem in problems)
+        if fleet is not None:
+            fleets.append(fleet)
+    if not documents:
+        lines.append(f"{path}: no YAML documents found")
+    return fleets, lines
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from modelfleet.render import render
+
+    fleets, problems = _fleets(args.file)
+    if problems:
+        print("\n".join(problems), file=sys.stderr)
+        return 1
+    kwargs = {"default_image": args.image} if args.image else {}
+    sys.stdout.write(yamlio.dump_all([render(fleet, **kwargs) for fleet in fleets]))
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    fleets, problems = _fleets(args.file)
+    if problems:
+        print("\n".join(problems), file=sys.stderr)
+        return 1
+    for fleet in fleets:
+        print(f"{args.file}: ModelFleet {fleet.metadata.name}: valid ({len(fleet.spec.models)} models)")
+    return 0
+
+
+def cmd_crd(args: argparse.Namespace) -> int:
+    from modelfleet.api.crd import build_crd
+
+    text = yamlio.dump(build_crd())
+    if args.output == "-":
+        sys.stdout.write(text)
+    else:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(text, encoding="utf-8")
+        print(f"wrote {args.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from modelfleet.migrate import import_serve_config
+
+    documents = yamlio.load_file(args.file)
+    if len(documents) != 1:
+        print(f"{args.file}: expected one Ray Serve config document, found {len(documents)}", file=sys.stderr)
+        return 1
+    name = args.name or Path(args.file).stem
+    migration = import_serve_config(documents[0], name=_label(name), namespace=args.namespace)
+    _, problems = validate_fleet(migration.fleet)
+    sys.stdout.write(yamlio.dump(migration.fleet))
+    for dropped in migration.dropped:
+        print(f"not carried: {dropped}", file=sys.stderr)
+    for problem in problems:
+        print(f"needs a fix: {problem}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def _label(text: str) -> str:
+    from modelfleet.migrate import _dns_label
+
+    return _dns_label(text)[:47].strip("-")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="modelfleet", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    render = commands.add_parser("render", help="print the RayService a fleet renders to")
+    render.add_argument("file", help="ModelFleet YAML (several documents allowed; - for stdin)")
+    render.add_argument("--image", help="serving image for fleets that set none")
+    render.set_defaults(func=cmd_render)
+
+    validate = commands.add_parser("validate", help="check a fleet offline: schema, CEL and semantic rules")
+    validate.add_argument("file", help="ModelFleet YAML (several documents allowed; - for stdin)")
+    validate.set_defaults(func=cmd_validate)
+
+    crd = commands.add_parser("crd", help="write the ModelFleet CRD generated from the API models")
+    crd.add_argument("-o", "--output", default="-", help="file to write (default: stdout)")
+    crd.set_defaults(func=cmd_crd)
+
+    migrate = commands.add_parser("import", help="convert a Ray Serve LLM config into a ModelFleet")
+    migrate.add_argument("file", help="Ray Serve config YAML with ray.serve.llm applications")
+    migrate.add_argument("--name", help="fleet name (default: the file name)")
+    migrate.add_argument("--namespace", default="default", help="fleet namespace (default: default)")
+    migrate.set_defaults(func=cmd_import)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""Pure rendering: ModelFleet -> KubeRay RayService (ray.io/v1). No I/O, no clock, no Kubernetes client.
+
+`render(fleet)` fills `templates/rayservice.yaml.j2` with values computed in `cluster.py` and
+`serve_config.py`, parses the result back and returns a plain dict; `render_yaml` dumps it with sorted
+keys, so the same fleet always gives the same bytes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jinja2
+import yaml
+
+from modelfleet.api.v1alpha1 import ModelFleet
+from modelfleet.render import cluster
+from modelfleet.render.serve_config import SERVE_PORT, serve_config_v2
+from modelfleet.yamlio import dump
+
+DEFAULT_IMAGE = "ghcr.io/modelfleet/modelfleet-serving:0.1.0"
+FLEET_LABEL = "modelfleet.dev/fleet"
+
+_TEMPLATES = jinja2.Environment(
+    loader=jinja2.PackageLoader("modelfleet.render", "templates"),
+    undefined=jinja2.StrictUndefined,
+    autoescape=False,
+    keep_trailing_newline=True,
+)
+
+
+def labels(fleet: ModelFleet) -> dict[str, str]:
+    """Labels that link every rendered object to its fleet."""
+    return {
+        "app.kubernetes.io/name": "modelfleet",
+        "app.kubernetes.io/instance": fleet.metadata.name,
+        "app.kubernetes.io/managed-by": "modelfleet-operator",
+        FLEET_LABEL: fleet.metadata.name,
+    }
+
+
+def endpoint(fleet: ModelFleet) -> str:
+    """The fleet's OpenAI base URL inside the cluster (KubeRay's `<name>-serve-svc` Service)."""
+    return f"http://{fleet.metadata.name}-serve-svc.{fleet.metadata.namespace}.svc:{SERVE_PORT}/v1"
+
+
+def render(fleet: ModelFleet, *, default_image: str = DEFAULT_IMAGE) -> dict[str, Any]:
+    """The RayService for a fleet, as a dict."""
+    spec = fleet.spec
+    vols, mounts = cluster.volumes(spec)
+    text = _TEMPLATES.get_template("rayservice.yaml.j2").render(
+        name=fleet.metadata.name,
+        namespace=fleet.metadata.namespace,
+        labels=labels(fleet),
+        upgrade_strategy=spec.upgrade_strategy,
+        serve_config_v2=serve_config_v2(spec),
+        ray_version=cluster.RAY_VERSION,
+        autoscaling=cluster.autoscaling_enabled(spec),
+        idle_timeout_seconds=cluster.IDLE_TIMEOUT_SECONDS,
+        image=spec.image or default_image,
+        serve_port=SERVE_PORT,
+        head=cluster.head_values(spec),
+        workers=[cluster.worker_values(group) for group in spec.workers],
+        env=cluster.env(spec),
+        volumes=vols,
+        volume_mounts=mounts,
+        pod_security=cluster.POD_SECURITY,
+        container_security=cluster.CONTAINER_SECURITY,
+    )
+    rendered: dict[str, Any] = yaml.safe_load(text)
+    return rendered
+
+
+def render_yaml(fleet: ModelFleet, *, default_image: str = DEFAULT_IMAGE) -> str:
+    """The RayService as deterministic YAML (sorted keys)."""
+    return dump(render(fleet, default_image=default_image))

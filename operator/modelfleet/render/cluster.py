@@ -1,0 +1,103 @@
+"""Values for rayClusterConfig: head, worker groups, environment, volumes and security contexts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modelfleet.api.v1alpha1 import ModelFleetSpec, WorkerGroup
+from modelfleet.render.serve_config import API_KEY_ENV
+
+RAY_VERSION = "2.60.0"
+GPU_RESOURCE = "nvidia.com/gpu"
+# The ray user of the rayproject/ray images (uid 1000, gid 100); our serving image keeps it.
+RAY_UID = 1000
+RAY_GID = 100
+# How long an idle worker is kept before the autoscaler removes it (GPU nodes cost money).
+IDLE_TIMEOUT_SECONDS = 60
+
+# Ray Serve's high-throughput mode (DESIGN §4). The HAProxy files go to /tmp, which is writable.
+HIGH_THROUGHPUT_ENV = {
+    "RAY_SERVE_ENABLE_HA_PROXY": "1",
+    "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+    "RAY_SERVE_LLM_ENABLE_DIRECT_STREAMING": "1",
+}
+
+POD_SECURITY: dict[str, Any] = {
+    "runAsNonRoot": True,
+    "runAsUser": RAY_UID,
+    "runAsGroup": RAY_GID,
+    "fsGroup": RAY_GID,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+CONTAINER_SECURITY: dict[str, Any] = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "runAsNonRoot": True,
+}
+
+
+def _number(value: float) -> str:
+    """2.0 -> "2", 0.5 -> "0.5": quantities and rayStartParams want the short form."""
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def env(spec: ModelFleetSpec) -> list[dict[str, Any]]:
+    """Environment of every Ray container. Secrets appear only as secretKeyRef."""
+    out: list[dict[str, Any]] = []
+    if spec.model_cache is not None:
+        out.append({"name": "HF_HOME", "value": spec.model_cache.mount_path})
+    if spec.hugging_face_token is not None:
+        ref = spec.hugging_face_token
+        out.append(
+            {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": ref.secret_name, "key": ref.key}}}
+        )
+    if spec.api_key is not None:
+        ref = spec.api_key
+        out.append(
+            {"name": API_KEY_ENV, "valueFrom": {"secretKeyRef": {"name": ref.secret_name, "key": ref.key}}}
+        )
+    if spec.high_throughput:
+        out.extend({"name": name, "value": value} for name, value in sorted(HIGH_THROUGHPUT_ENV.items()))
+    return out
+
+
+def volumes(spec: ModelFleetSpec) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(volumes, volumeMounts): shared memory for the engines, and the model cache when set."""
+    vols: list[dict[str, Any]] = [{"name": "dshm", "emptyDir": {"medium": "Memory"}}]
+    mounts: list[dict[str, Any]] = [{"name": "dshm", "mountPath": "/dev/shm"}]
+    if spec.model_cache is not None:
+        vols.append(
+            {"name": "model-cache", "persistentVolumeClaim": {"claimName": spec.model_cache.claim_name}}
+        )
+        mounts.append({"name": "model-cache", "mountPath": spec.model_cache.mount_path})
+    return vols, mounts
+
+
+def head_values(spec: ModelFleetSpec) -> dict[str, Any]:
+    """The head group: no GPUs, and no model replicas (num-cpus 0) so a busy model never starves
+    the GCS, the Serve controller, the proxy or the router."""
+    cpu, memory = _number(spec.head.cpus), spec.head.memory
+    return {
+        "ray_start_params": {"dashboard-host": "0.0.0.0", "num-cpus": "0"},
+        "resources": {"requests": {"cpu": cpu, "memory": memory}, "limits": {"cpu": cpu, "memory": memory}},
+    }
+
+
+def worker_values(group: WorkerGroup) -> dict[str, Any]:
+    """One worker group; requests equal limits so GPU pods get the Guaranteed QoS class."""
+    resources = {"cpu": _number(group.cpus_per_worker), "memory": group.memory_per_worker}
+    if group.gpus_per_worker > 0:
+        resources[GPU_RESOURCE] = str(group.gpus_per_worker)
+    return {
+        "name": group.name,
+        "min_workers": group.min_workers,
+        "max_workers": group.max_workers,
+        "node_selector": dict(sorted(group.node_selector.items())),
+        "tolerations": [t.model_dump(by_alias=True, exclude_none=True) for t in group.tolerations],
+        "resources": {"requests": dict(resources), "limits": dict(resources)},
+    }
+
+
+def autoscaling_enabled(spec: ModelFleetSpec) -> bool:
+    """The in-tree autoscaler runs when any worker group can change size."""
+    return any(group.min_workers < group.max_workers for group in spec.workers)

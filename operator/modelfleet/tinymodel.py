@@ -1,0 +1,115 @@
+"""A tiny random-weight Llama checkpoint for tests, demos and laptops.
+
+Model weights cannot be downloaded everywhere this project runs (CI, air-gapped laptops), yet the
+serving path must load a checkpoint exactly as it would load a real one. This module writes one:
+a Llama config, random weights in safetensors, a BPE tokenizer trained on a small built-in corpus and
+a chat template, all through ``save_pretrained`` so vLLM and transformers see a normal HF directory.
+
+torch, transformers and tokenizers are imported inside the function: the operator package imports
+without them, and only ``modelfleet tiny-model`` needs them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+# head_dim = hidden_size / num_attention_heads must be >= 32: vLLM's CPU attention kernels
+# reject smaller heads.
+HIDDEN_SIZE = 64
+NUM_HEADS = 2
+NUM_LAYERS = 2
+INTERMEDIATE_SIZE = 128
+VOCAB_SIZE = 640
+MAX_POSITIONS = 512
+
+BOS, EOS, PAD, UNK = "<s>", "</s>", "<pad>", "<unk>"
+
+# Llama-2-style template without a system-prompt special case: short, and every role renders.
+CHAT_TEMPLATE = (
+    "{{ bos_token }}"
+    "{% for message in messages %}"
+    "{{ '<|' + message['role'] + '|>\n' + message['content'] + eos_token + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"
+)
+
+# Enough varied English for BPE to learn a few hundred merges; the model is random anyway.
+_CORPUS = """\
+The quick brown fox jumps over the lazy dog. A fleet of models serves requests on a cluster.
+Hello, how are you today? I am fine, thank you. What is the weather like in the mountains?
+Ray Serve runs deployments with replicas that scale up and down with the traffic they receive.
+vLLM is a fast inference engine for large language models with paged attention and batching.
+Kubernetes operators reconcile the desired state of a resource with the state of the world.
+Once upon a time there was a small model that could only say random words, and it was happy.
+Numbers: one two three four five six seven eight nine ten eleven twelve thirteen fourteen.
+The user asks a question and the assistant answers it politely, briefly and with care.
+Tokens, tokenizers, templates and chat messages: system, user, assistant, tool.
+"""
+
+
+def _train_tokenizer(vocab_size: int) -> Any:
+    """Train a byte-level BPE tokenizer and wrap it as a transformers fast tokenizer."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.BPE(unk_token=UNK))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[UNK, BOS, EOS, PAD],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    # Repeat the corpus so every merge has enough counts to be learnt deterministically.
+    tokenizer.train_from_iterator([_CORPUS] * 8, trainer=trainer)
+    # transformers' constructors are untyped; the ignores below are for that alone.
+    fast = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
+        tokenizer_object=tokenizer,
+        bos_token=BOS,
+        eos_token=EOS,
+        pad_token=PAD,
+        unk_token=UNK,
+        model_max_length=MAX_POSITIONS,
+    )
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
+def build_tiny_model(dir: Path, *, seed: int = 0) -> Path:
+    """Write a tiny random Llama checkpoint with tokenizer and chat template into ``dir``.
+
+    The same seed gives the same weights and tokenizer. Returns ``dir``.
+    """
+    import torch
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+    dir.mkdir(parents=True, exist_ok=True)
+    tokenizer = _train_tokenizer(VOCAB_SIZE)
+    vocab_size = len(tokenizer)
+
+    config = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=HIDDEN_SIZE,
+        intermediate_size=INTERMEDIATE_SIZE,
+        num_hidden_layers=NUM_LAYERS,
+        num_attention_heads=NUM_HEADS,
+        num_key_value_heads=NUM_HEADS,
+        max_position_embeddings=MAX_POSITIONS,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+        dtype="float32",
+    )
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config)  # type: ignore[no-untyped-call]
+    model.generation_config = GenerationConfig(  # type: ignore[no-untyped-call]
+        bos_token_id=config.bos_token_id,
+        eos_token_id=config.eos_token_id,
+        pad_token_id=config.pad_token_id,
+    )
+    model.save_pretrained(dir, safe_serialization=True)
+    tokenizer.save_pretrained(dir)
+    return dir

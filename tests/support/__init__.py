@@ -1,0 +1,1 @@
+"""Helpers shared by the unit and kube tests (no operator imports)."""
