@@ -127,5 +127,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # python -m modelfleet.cli
     sys.exit(main())

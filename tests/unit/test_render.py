@@ -1,0 +1,120 @@
+"""Rendering behaviour a platform engineer relies on: determinism, what a model change touches,
+secrets only by reference, labels, scale-to-zero bounds and the args contract's shape."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from modelfleet import yamlio
+from modelfleet.api.v1alpha1 import ModelFleet
+from modelfleet.render import FLEET_LABEL, render, render_yaml
+from tests.unit.conftest import CASES, HERE
+
+
+def shuffled(node: Any, rng: random.Random) -> Any:
+    """The same data with every mapping's keys in a random order (lists keep their order)."""
+    if isinstance(node, dict):
+        keys = list(node)
+        rng.shuffle(keys)
+        return {key: shuffled(node[key], rng) for key in keys}
+    if isinstance(node, list):
+        return [shuffled(item, rng) for item in node]
+    return node
+
+
+def document(case: Path) -> dict[str, Any]:
+    return yamlio.load_file(case)[0]
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda p: p.stem)
+def test_render_is_deterministic_and_ignores_key_order(case: Path) -> None:
+    doc = document(case)
+    first = render_yaml(ModelFleet.model_validate(doc))
+    assert render_yaml(ModelFleet.model_validate(doc)) == first
+    for seed in range(5):
+        again = render_yaml(ModelFleet.model_validate(shuffled(doc, random.Random(seed))))
+        assert again == first, f"key order changed the output (seed {seed})"
+
+
+def test_model_order_does_not_change_the_output() -> None:
+    doc = document(HERE / "cases" / "two-models-one-gpu.yaml")
+    first = render_yaml(ModelFleet.model_validate(doc))
+    doc["spec"]["models"].reverse()
+    assert render_yaml(ModelFleet.model_validate(doc)) == first
+
+
+def test_editing_a_model_changes_only_serve_config() -> None:
+    doc = document(HERE / "cases" / "two-models-one-gpu.yaml")
+    before = render(ModelFleet.model_validate(doc))
+    doc["spec"]["models"][0]["engineArgs"]["max_model_len"] = 2048
+    doc["spec"]["models"][1]["replicas"] = {"min": 0, "max": 3}
+    after = render(ModelFleet.model_validate(doc))
+    assert after["spec"]["rayClusterConfig"] == before["spec"]["rayClusterConfig"]
+    assert after["spec"]["serveConfigV2"] != before["spec"]["serveConfigV2"]
+
+
+def test_secrets_are_rendered_only_as_references() -> None:
+    fleet = ModelFleet.model_validate(document(HERE / "cases" / "secrets-and-cache.yaml"))
+    rayservice = render(fleet)
+    serve = yaml.safe_load(rayservice["spec"]["serveConfigV2"])
+    assert "llm-keys" not in rayservice["spec"]["serveConfigV2"] and "hf" not in str(serve["applications"])
+    assert {app["args"]["api_key_env"] for app in serve["applications"]} == {"MODELFLEET_API_KEY"}
+    head = rayservice["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]["containers"][0]
+    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in head["env"] if "valueFrom" in e}
+    assert refs == {
+        "HF_TOKEN": {"name": "hf", "key": "token"},
+        "MODELFLEET_API_KEY": {"name": "llm-keys", "key": "key"},
+    }
+    assert {"name": "HF_HOME", "value": "/cache"} in head["env"]
+
+
+def pods(rayservice: dict[str, Any]) -> list[dict[str, Any]]:
+    config = rayservice["spec"]["rayClusterConfig"]
+    return [config["headGroupSpec"]["template"]] + [g["template"] for g in config["workerGroupSpecs"]]
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda p: p.stem)
+def test_every_pod_is_non_root_and_labelled(case: Path) -> None:
+    fleet = ModelFleet.model_validate(document(case))
+    rayservice = render(fleet)
+    assert rayservice["metadata"]["labels"][FLEET_LABEL] == fleet.metadata.name
+    for pod in pods(rayservice):
+        assert pod["metadata"]["labels"][FLEET_LABEL] == fleet.metadata.name
+        assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+        for container in pod["spec"]["containers"]:
+            assert container["securityContext"]["allowPrivilegeEscalation"] is False
+            assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+
+
+def test_scale_to_zero_reaches_zero_on_both_levels() -> None:
+    rayservice = render(ModelFleet.model_validate(document(HERE / "cases" / "scale-to-zero.yaml")))
+    config = rayservice["spec"]["rayClusterConfig"]
+    assert config["enableInTreeAutoscaling"] is True
+    group = config["workerGroupSpecs"][0]
+    assert (group["minReplicas"], group["replicas"], group["maxReplicas"]) == (0, 0, 4)
+    assert group["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    app = yaml.safe_load(rayservice["spec"]["serveConfigV2"])["applications"][0]
+    assert app["args"]["replicas"]["min"] == 0 and app["args"]["replicas"]["max"] == 4
+
+
+def test_defaults_a_user_expects() -> None:
+    fleet = ModelFleet.model_validate(document(HERE / "cases" / "single-model.yaml"))
+    model, group = fleet.spec.models[0], fleet.spec.workers[0]
+    assert model.replicas.min == 1, "scale-to-zero is opt-in"
+    assert group.min_workers == 0, "GPU worker groups may scale to zero by default"
+    assert model.gpu_share == 1.0 and model.accelerator == "gpu"
+    rayservice = render(fleet)
+    assert rayservice["spec"]["rayClusterConfig"]["headGroupSpec"]["rayStartParams"]["num-cpus"] == "0"
+
+
+def test_high_throughput_sets_ray_env_on_every_pod() -> None:
+    rayservice = render(ModelFleet.model_validate(document(HERE / "cases" / "high-throughput.yaml")))
+    for pod in pods(rayservice):
+        names = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
+        assert names["RAY_SERVE_ENABLE_HA_PROXY"] == "1"
+        assert names["RAY_SERVE_LLM_ENABLE_DIRECT_STREAMING"] == "1"

@@ -1,0 +1,268 @@
+"""A table of invalid fleets: each names the field its error must point at, and the layer that catches it.
+
+Layer "schema" and "cel" cases must also be refused by the API server's view of our CRD (structural schema
++ CEL rules evaluated with cel-python), at the same field; "semantic" cases pass the CRD and are caught by
+the operator's checks. So the offline `modelfleet validate`, the API server and the operator agree.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from modelfleet.api.crd import build_crd
+from modelfleet.api.validation import validate_fleet
+from tests.support.crd_validation import validate as apiserver_validate
+
+Doc = dict[str, Any]
+
+
+def base() -> Doc:
+    return {
+        "apiVersion": "modelfleet.dev/v1alpha1",
+        "kind": "ModelFleet",
+        "metadata": {"name": "chat", "namespace": "llm"},
+        "spec": {
+            "models": [
+                {"name": "a", "source": "org/a", "gpus": 0.45, "engineArgs": {"max_model_len": 4096}},
+                {"name": "b", "source": "org/b", "gpus": 0.45},
+            ],
+            "workers": [
+                {
+                    "name": "gpu",
+                    "gpusPerWorker": 1,
+                    "cpusPerWorker": 8,
+                    "memoryPerWorker": "32Gi",
+                    "minWorkers": 0,
+                    "maxWorkers": 2,
+                },
+            ],
+        },
+    }
+
+
+def model(index: int, **fields: Any) -> Callable[[Doc], None]:
+    def change(doc: Doc) -> None:
+        doc["spec"]["models"][index].update(fields)
+
+    return change
+
+
+def replicas(**fields: Any) -> Callable[[Doc], None]:
+    def change(doc: Doc) -> None:
+        doc["spec"]["models"][0].setdefault("replicas", {}).update(fields)
+
+    return change
+
+
+def worker(**fields: Any) -> Callable[[Doc], None]:
+    def change(doc: Doc) -> None:
+        doc["spec"]["workers"][0].update(fields)
+
+    return change
+
+
+def spec(**fields: Any) -> Callable[[Doc], None]:
+    def change(doc: Doc) -> None:
+        doc["spec"].update(fields)
+
+    return change
+
+
+def engine(**fields: Any) -> Callable[[Doc], None]:
+    def change(doc: Doc) -> None:
+        doc["spec"]["models"][0]["engineArgs"].update(fields)
+
+    return change
+
+
+def drop(*path: str | int) -> Callable[[Doc], None]:
+    def change(doc: Doc) -> None:
+        node: Any = doc
+        for part in path[:-1]:
+            node = node[part]
+        del node[path[-1]]
+
+    return change
+
+
+def metadata_name(name: str) -> Callable[[Doc], None]:
+    def change(doc: Doc) -> None:
+        doc["metadata"]["name"] = name
+
+    return change
+
+
+# (id, change, field the error names, layer)
+CASES: list[tuple[str, Callable[[Doc], None], str, str]] = [
+    ("name-uppercase", metadata_name("Chat"), "metadata.name", "schema"),
+    ("name-too-long", metadata_name("a" * 48), "metadata.name", "schema"),
+    ("kind-wrong", lambda d: d.update(kind="ModelFleets"), "kind", "schema"),
+    ("spec-missing", drop("spec"), "spec", "schema"),
+    ("no-models", spec(models=[]), "spec.models", "schema"),
+    ("model-name-not-dns", model(0, name="Qwen_7B"), "spec.models[0].name", "schema"),
+    ("model-name-reserved", model(0, name="v1"), "spec.models[0].name", "cel"),
+    ("model-name-router", model(1, name="fleet"), "spec.models[1].name", "cel"),
+    ("model-names-repeat", model(1, name="a"), "spec.models", "cel"),
+    ("source-empty", model(0, source=""), "spec.models[0].source", "schema"),
+    ("source-missing", drop("spec", "models", 0, "source"), "spec.models[0].source", "schema"),
+    ("task-unknown", model(0, task="chat"), "spec.models[0].task", "schema"),
+    ("accelerator-unknown", model(0, accelerator="tpu"), "spec.models[0].accelerator", "schema"),
+    ("gpus-negative", model(0, gpus=-1), "spec.models[0].gpus", "schema"),
+    ("gpus-on-cpu", model(0, accelerator="cpu"), "spec.models[0].gpus", "cel"),
+    ("gpus-zero-on-gpu", model(0, gpus=0), "spec.models[0].gpus", "cel"),
+    ("gpus-beyond-any-worker", model(0, gpus=2), "spec.models", "cel"),
+    ("cpus-zero", model(0, cpus=0), "spec.models[0].cpus", "schema"),
+    ("memory-not-quantity", model(0, memory="8 GB"), "spec.models[0].memory", "schema"),
+    ("replicas-min-negative", replicas(min=-1), "spec.models[0].replicas.min", "schema"),
+    ("replicas-min-above-max", replicas(min=3, max=2), "spec.models[0].replicas.min", "cel"),
+    ("replicas-max-zero", replicas(min=0, max=0), "spec.models[0].replicas.max", "schema"),
+    (
+        "max-ongoing-below-target",
+        replicas(targetOngoingRequests=16, maxOngoingRequests=4),
+        "spec.models[0].replicas.maxOngoingRequests",
+        "cel",
+    ),
+    (
+        "downscale-delay-negative",
+        replicas(downscaleDelaySeconds=-5),
+        "spec.models[0].replicas.downscaleDelaySeconds",
+        "schema",
+    ),
+    ("replicas-not-integer", replicas(max="two"), "spec.models[0].replicas.max", "schema"),
+    ("engine-args-not-object", model(0, engineArgs=["enforce_eager"]), "spec.models[0].engineArgs", "schema"),
+    (
+        "worker-names-repeat",
+        lambda d: d["spec"]["workers"].append(dict(d["spec"]["workers"][0])),
+        "spec.workers",
+        "cel",
+    ),
+    ("workers-min-above-max", worker(minWorkers=3, maxWorkers=2), "spec.workers[0].minWorkers", "cel"),
+    ("worker-gpus-negative", worker(gpusPerWorker=-1), "spec.workers[0].gpusPerWorker", "schema"),
+    (
+        "worker-memory-not-quantity",
+        worker(memoryPerWorker="lots"),
+        "spec.workers[0].memoryPerWorker",
+        "schema",
+    ),
+    ("worker-name-not-dns", worker(name="GPU pool"), "spec.workers[0].name", "schema"),
+    (
+        "toleration-operator",
+        worker(tolerations=[{"key": "spot", "operator": "Maybe"}]),
+        "spec.workers[0].tolerations[0].operator",
+        "schema",
+    ),
+    ("upgrade-strategy-unknown", spec(upgradeStrategy="Rolling"), "spec.upgradeStrategy", "schema"),
+    ("api-key-without-key", spec(apiKey={"secretName": "keys"}), "spec.apiKey.key", "schema"),
+    ("hf-token-inline-value", spec(huggingFaceToken="hf_abc"), "spec.huggingFaceToken", "schema"),
+    (
+        "cache-relative-path",
+        spec(modelCache={"claimName": "m", "mountPath": "models"}),
+        "spec.modelCache.mountPath",
+        "schema",
+    ),
+    ("head-cpus-zero", spec(head={"cpus": 0}), "spec.head.cpus", "schema"),
+    (
+        "gpus-fraction-above-one",
+        lambda d: (model(0, gpus=1.5)(d), worker(gpusPerWorker=2)(d)),
+        "spec.models[0].gpus",
+        "semantic",
+    ),
+    (
+        "gpu-memory-above-share",
+        engine(gpu_memory_utilization=0.9),
+        "spec.models[0].engineArgs.gpu_memory_utilization",
+        "semantic",
+    ),
+    (
+        "engine-model-overrides-source",
+        engine(model="org/other"),
+        "spec.models[0].engineArgs.model",
+        "semantic",
+    ),
+    (
+        "engine-served-name",
+        engine(served_model_name="x"),
+        "spec.models[0].engineArgs.served_model_name",
+        "semantic",
+    ),
+    ("tensor-parallel-vs-gpus", engine(tensor_parallel_size=2), "spec.models[0].gpus", "semantic"),
+    (
+        "tensor-parallel-not-int",
+        engine(tensor_parallel_size="two"),
+        "spec.models[0].engineArgs.tensor_parallel_size",
+        "semantic",
+    ),
+    (
+        "gpu-model-without-gpu-workers",
+        lambda d: ([m.pop("gpus") for m in d["spec"]["models"]], worker(gpusPerWorker=0)(d)),
+        "spec.models[0].accelerator",
+        "semantic",
+    ),
+    ("model-memory-fits-no-worker", model(0, memory="30Gi"), "spec.models[0]", "semantic"),
+    (
+        "min-replicas-exceed-gpus",
+        lambda d: (replicas(min=3, max=3)(d), model(1, replicas={"min": 3, "max": 3})(d)),
+        "spec.models",
+        "semantic",
+    ),
+    (
+        "no-workers-at-all",
+        lambda d: (
+            d["spec"]["models"][0].update(accelerator="cpu", gpus=0),
+            d["spec"]["models"][1].update(accelerator="cpu", gpus=0),
+            spec(workers=[])(d),
+        ),
+        "spec.workers",
+        "semantic",
+    ),
+]
+
+
+def test_table_is_large_enough() -> None:
+    assert len(CASES) >= 30
+    assert len({case[0] for case in CASES}) == len(CASES)
+
+
+def test_base_fleet_is_valid() -> None:
+    fleet, problems = validate_fleet(base())
+    assert problems == [] and fleet is not None
+    assert apiserver_validate(build_crd(), "v1alpha1", base()) == []
+
+
+@pytest.mark.parametrize(("change", "field", "layer"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_invalid_fleet_names_the_field(change: Callable[[Doc], None], field: str, layer: str) -> None:
+    doc = base()
+    change(doc)
+    fleet, problems = validate_fleet(copy.deepcopy(doc))
+    assert fleet is None
+    assert field in [p.field for p in problems], (
+        f"expected an error at {field}, got: {[str(p) for p in problems]}"
+    )
+    message = next(str(p) for p in problems if p.field == field)
+    assert message.startswith(f"{field}: ") and len(message) > len(field) + 10
+
+    server_fields = [e.field for e in apiserver_validate(build_crd(), "v1alpha1", doc)]
+    if layer in ("schema", "cel") and field not in ("kind", "metadata.name"):
+        assert field in server_fields, f"the API server would accept this fleet: {server_fields}"
+    if layer == "semantic":
+        assert server_fields == [], "semantic cases must pass the CRD; only the operator can catch them"
+
+
+def test_metadata_name_length_is_a_cel_rule_of_the_crd() -> None:
+    doc = base()
+    doc["metadata"]["name"] = "a" * 48
+    errors = apiserver_validate(build_crd(), "v1alpha1", doc)
+    assert any("at most 47 characters" in str(e) for e in errors)
+
+
+def test_unknown_field_is_reported_with_its_path() -> None:
+    doc = base()
+    doc["spec"]["models"][0]["replics"] = {"min": 0}
+    _, problems = validate_fleet(doc)
+    assert [str(p) for p in problems] == [
+        'spec.models[0].replics: {"min": 0}: unknown field (check its spelling and the ModelFleet reference)'
+    ]
