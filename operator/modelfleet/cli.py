@@ -90,6 +90,28 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def cmd_operator(args: argparse.Namespace) -> int:
+    import os
+
+    import kopf
+
+    import modelfleet.handlers  # noqa: F401  (importing registers the handlers with kopf)
+    from modelfleet import metrics
+
+    if args.default_image:
+        os.environ["MODELFLEET_DEFAULT_IMAGE"] = args.default_image
+    if args.metrics_port:
+        metrics.serve(args.metrics_port)
+    kopf.configure(verbose=args.verbose)
+    kopf.run(
+        standalone=True,
+        clusterwide=not args.namespace,
+        namespaces=args.namespace or (),
+        liveness_endpoint=args.liveness,
+    )
+    return 0
+
+
 def _label(text: str) -> str:
     from modelfleet.migrate import _dns_label
 
@@ -118,6 +140,16 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.add_argument("--name", help="fleet name (default: the file name)")
     migrate.add_argument("--namespace", default="default", help="fleet namespace (default: default)")
     migrate.set_defaults(func=cmd_import)
+
+    operator = commands.add_parser("operator", help="run the Kubernetes operator (kopf)")
+    scope = operator.add_mutually_exclusive_group()
+    scope.add_argument("-n", "--namespace", action="append", help="watch only this namespace (repeatable)")
+    scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace (default)")
+    operator.add_argument("--liveness", help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
+    operator.add_argument("--metrics-port", type=int, default=0, help="serve Prometheus metrics on this port")
+    operator.add_argument("--default-image", help="serving image for fleets that set none")
+    operator.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    operator.set_defaults(func=cmd_operator)
     return parser
 
 

@@ -26,9 +26,16 @@ SHORT_NAMES = ["mf"]
 MAX_FLEET_NAME = 47
 # Model names become Serve application names and route prefixes; these would shadow the router's routes.
 RESERVED_MODEL_NAMES = ("v1", "fleet", "healthz", "metrics", "docs", "openapi.json", "api", "-")
+# KubeRay's Serve Service is `<rayservice>-serve-svc`; the Serve HTTP proxy listens on this port.
+SERVE_PORT = 8000
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 # A Kubernetes resource quantity, e.g. 8Gi, 512Mi, 1.5G, 1000000.
 QUANTITY = r"^[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+|[KMGTPE]i?|[mkMGTPE])?$"
+
+
+def endpoint_url(name: str, namespace: str) -> str:
+    """A fleet's OpenAI base URL inside the cluster."""
+    return f"http://{name}-serve-svc.{namespace}.svc:{SERVE_PORT}/v1"
 
 
 def cel(rule: str, message: str, field_path: str | None = None) -> JsonDict:

@@ -12,9 +12,9 @@ from typing import Any
 import jinja2
 import yaml
 
-from modelfleet.api.v1alpha1 import ModelFleet
+from modelfleet.api.v1alpha1 import SERVE_PORT, ModelFleet
 from modelfleet.render import cluster
-from modelfleet.render.serve_config import SERVE_PORT, serve_config_v2
+from modelfleet.render.serve_config import serve_config_v2
 from modelfleet.yamlio import dump
 
 DEFAULT_IMAGE = "ghcr.io/modelfleet/modelfleet-serving:0.1.0"
@@ -36,11 +36,6 @@ def labels(fleet: ModelFleet) -> dict[str, str]:
         "app.kubernetes.io/managed-by": "modelfleet-operator",
         FLEET_LABEL: fleet.metadata.name,
     }
-
-
-def endpoint(fleet: ModelFleet) -> str:
-    """The fleet's OpenAI base URL inside the cluster (KubeRay's `<name>-serve-svc` Service)."""
-    return f"http://{fleet.metadata.name}-serve-svc.{fleet.metadata.namespace}.svc:{SERVE_PORT}/v1"
 
 
 def render(fleet: ModelFleet, *, default_image: str = DEFAULT_IMAGE) -> dict[str, Any]:

@@ -9,13 +9,12 @@ from __future__ import annotations
 from typing import Any
 
 from modelfleet.api.quantity import quantity_bytes
-from modelfleet.api.v1alpha1 import ModelFleetSpec, ModelSpec
+from modelfleet.api.v1alpha1 import SERVE_PORT, ModelFleetSpec, ModelSpec
 from modelfleet.yamlio import dump
 
 MODEL_IMPORT_PATH = "serving_app.app:build_model_app"
 ROUTER_IMPORT_PATH = "serving_app.app:build_router_app"
 ROUTER_APP_NAME = "fleet"
-SERVE_PORT = 8000
 # The environment variable the serving app reads the API key from; the key itself is never rendered.
 API_KEY_ENV = "MODELFLEET_API_KEY"
 

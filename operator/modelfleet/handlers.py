@@ -1,0 +1,109 @@
+"""kopf handlers: thin. Each one fetches what it needs and calls `Reconciler.reconcile`.
+
+Create, update and resume of a fleet, and every event of an owned RayService (status changes from KubeRay,
+hand edits, deletion), go through the same reconcile, so status propagation is event-driven and drift is
+corrected as soon as it happens. Runs as `modelfleet operator` or `kopf run -m modelfleet.handlers`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any, cast
+
+import kopf
+from kubernetes import client, config
+
+from modelfleet import metrics
+from modelfleet.api.v1alpha1 import GROUP, PLURAL, VERSION
+from modelfleet.reconcile import RAY_GROUP, RAY_PLURAL, RAY_VERSION, Outcome, Reconciler
+from modelfleet.render import DEFAULT_IMAGE, FLEET_LABEL
+
+ANNOTATION_PREFIX = "modelfleet.dev"
+Logger = logging.Logger | logging.LoggerAdapter[Any]
+_state: dict[str, Reconciler] = {}
+
+
+def _reconciler() -> Reconciler:
+    return _state["reconciler"]
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, logger: Logger, **_: Any) -> None:
+    # kopf's bookkeeping goes to annotations: the status schema is ours alone (structural, pruned).
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=ANNOTATION_PREFIX, key="last-handled-configuration"
+    )
+    settings.posting.level = logging.INFO
+    # Recover from an API server that went away without a restart: short timeouts, quick reconnects.
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.reconnect_backoff = 1.0
+    settings.networking.connect_timeout = 10
+    settings.networking.request_timeout = 60
+    try:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        config.load_kube_config()  # type: ignore[no-untyped-call]
+    image = os.environ.get("MODELFLEET_DEFAULT_IMAGE", DEFAULT_IMAGE)
+    _state["reconciler"] = Reconciler(client.CustomObjectsApi(), default_image=image)
+    logger.info("ModelFleet operator ready (default serving image %s)", image)
+
+
+def _run(fleet: dict[str, Any], logger: Logger) -> Outcome:
+    def emit(kind: str, reason: str, message: str) -> None:
+        kopf.event(cast(kopf.Body, fleet), type=kind, reason=reason, message=message)
+
+    started = time.perf_counter()
+    result = "error"
+    try:
+        outcome = _reconciler().reconcile(fleet, emit)
+        result = outcome.action
+    finally:
+        metrics.observe_reconcile(result, time.perf_counter() - started)
+    meta = fleet["metadata"]
+    metrics.set_phase(f"{meta.get('namespace')}/{meta['name']}", outcome.phase)
+    if outcome.action != "unchanged" or outcome.status_changed:
+        logger.info(
+            "reconciled: %s, phase %s, status %s",
+            outcome.action,
+            outcome.phase,
+            "updated" if outcome.status_changed else "unchanged",
+        )
+    return outcome
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL)
+def fleet_changed(body: kopf.Body, logger: Logger, **_: Any) -> None:
+    """A fleet appeared, changed, or the operator restarted: reconcile from its latest state."""
+    _run(dict(body), logger)
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)
+def fleet_deleted(body: kopf.Body, **_: Any) -> None:
+    """No finalizer needed: the owner reference lets the garbage collector delete the RayService."""
+    meta = body.get("metadata") or {}
+    metrics.forget(f"{meta.get('namespace')}/{meta.get('name')}")
+
+
+@kopf.on.event(RAY_GROUP, RAY_VERSION, RAY_PLURAL, labels={FLEET_LABEL: kopf.PRESENT})
+def rayservice_changed(body: kopf.Body, logger: Logger, **_: Any) -> None:
+    """KubeRay wrote a status, someone edited or deleted the RayService: reconcile its fleet."""
+    meta = body.get("metadata") or {}
+    namespace, owner = meta.get("namespace") or "default", (meta.get("labels") or {}).get(FLEET_LABEL)
+    if not owner:
+        return
+    fleet = _reconciler().get_fleet(namespace, owner)
+    if fleet is None or (fleet.get("metadata") or {}).get("deletionTimestamp"):
+        return  # the fleet is gone: the garbage collector takes the RayService
+    _run(fleet, logger)
+
+
+@kopf.on.probe(id="fleets")
+def fleets_probe(**_: Any) -> int:
+    """Liveness endpoint payload: how many fleets this operator tracks."""
+    return metrics.tracked()

@@ -1,0 +1,248 @@
+"""One reconcile for a fleet, whatever woke it: validate -> render -> create or replace the owned RayService
+-> compute status -> patch the fleet's status only when it changed.
+
+Reads like KubeRay's `Reconcile`: fetch, validate, reconcile the child, calculate status, write status if it
+changed. Kubernetes API errors are never swallowed: transient ones become `kopf.TemporaryError` (kopf retries
+with backoff), permanent ones become a `Failed` status with the API's message and a `kopf.PermanentError`.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import kopf
+from kubernetes.client import CustomObjectsApi
+from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError
+
+from modelfleet.api.problems import Problem
+from modelfleet.api.v1alpha1 import GROUP, PLURAL, VERSION
+from modelfleet.api.validation import validate_fleet
+from modelfleet.render import DEFAULT_IMAGE, render
+from modelfleet.status import fleet_status, status_document
+
+RAY_GROUP, RAY_VERSION, RAY_PLURAL = "ray.io", "v1", "rayservices"
+# Statuses worth retrying: conflicts, throttling, and the server or its proxies being unwell.
+TRANSIENT_STATUSES = {409, 429, 500, 502, 503, 504}
+
+EventSink = Callable[[str, str, str], None]  # (type Normal|Warning, reason, message)
+
+
+@dataclass
+class Outcome:
+    """What a reconcile did, for logs, metrics and tests."""
+
+    action: str  # created | updated | drift-corrected | unchanged | invalid | failed
+    phase: str
+    status_changed: bool
+    events: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+def now_rfc3339() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def is_subset(desired: Any, actual: Any) -> bool:
+    """True when every value we render is present in the live object. The API server adds defaults
+    (e.g. `protocol: TCP` on container ports), so equality would make the operator fight itself;
+    lists must keep their length, so added or removed entries still count as drift."""
+    if isinstance(desired, dict):
+        return isinstance(actual, dict) and all(
+            k in actual and is_subset(v, actual[k]) for k, v in desired.items()
+        )
+    if isinstance(desired, list):
+        return (
+            isinstance(actual, list)
+            and len(desired) == len(actual)
+            and all(is_subset(d, a) for d, a in zip(desired, actual, strict=True))
+        )
+    if isinstance(desired, int | float) and isinstance(actual, int | float) and not isinstance(desired, bool):
+        return float(desired) == float(actual)
+    return bool(desired == actual)
+
+
+def _temporary(error: Exception, what: str) -> kopf.TemporaryError:
+    status = getattr(error, "status", None)
+    delay = 1 if status == 409 else 5
+    return kopf.TemporaryError(f"{what}: {_describe(error)}", delay=delay)
+
+
+def _describe(error: Exception) -> str:
+    if isinstance(error, ApiException):
+        return f"{error.status} {error.reason}: {_api_message(error)}"
+    return f"{type(error).__name__}: {error}"
+
+
+def _api_message(error: ApiException) -> str:
+    import json
+
+    try:
+        return str(json.loads(error.body or "{}").get("message") or error.body)
+    except ValueError:
+        return str(error.body)
+
+
+def _is_transient(error: Exception) -> bool:
+    if isinstance(error, ApiException):
+        return error.status in TRANSIENT_STATUSES or error.status == 0
+    return isinstance(error, HTTPError | OSError)
+
+
+class Reconciler:
+    """Reconciles fleets with one Kubernetes client; `emit` posts Events on the fleet."""
+
+    def __init__(self, api: CustomObjectsApi, *, default_image: str = DEFAULT_IMAGE) -> None:
+        self.api = api
+        self.default_image = default_image
+
+    def get_rayservice(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            found = self.api.get_namespaced_custom_object(RAY_GROUP, RAY_VERSION, namespace, RAY_PLURAL, name)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        return cast(dict[str, Any], found)
+
+    def get_fleet(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            found = self.api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        return cast(dict[str, Any], found)
+
+    def reconcile(self, fleet: dict[str, Any], emit: EventSink) -> Outcome:
+        """Bring the owned RayService and the fleet's status in line with the fleet."""
+        metadata = fleet["metadata"]
+        namespace, name = metadata.get("namespace") or "default", metadata["name"]
+        try:
+            return self._reconcile(fleet, namespace, name, emit)
+        except (ApiException, HTTPError, OSError) as error:
+            if _is_transient(error):
+                raise _temporary(error, f"reconciling ModelFleet {namespace}/{name}") from error
+            raise
+
+    def _reconcile(self, fleet: dict[str, Any], namespace: str, name: str, emit: EventSink) -> Outcome:
+        document = {key: value for key, value in fleet.items() if key != "status"}
+        parsed, problems = validate_fleet(copy.deepcopy(document))
+        current = self.get_rayservice(namespace, name)
+        events: list[tuple[str, str, str]] = []
+        action = "unchanged"
+        if parsed is None:
+            action = "invalid"
+            summary = "; ".join(str(p) for p in problems)
+            if not _already_invalid_for(fleet.get("status") or {}, summary):
+                events.append(("Warning", "Invalid", f"spec is invalid, RayService left as it is: {summary}"))
+        else:
+            desired = render(parsed, default_image=self.default_image)
+            kopf.adopt(desired, owner=cast(kopf.Body, fleet))
+            try:
+                current, action = self._apply(desired, current, fleet)
+            except ApiException as error:
+                if _is_transient(error):
+                    raise
+                # Permanent (403 RBAC, 422 from the schema...): say so on the fleet, stop retrying.
+                refusal = f"the API server refused RayService {namespace}/{name}: {_describe(error)}"
+                self._write_status(fleet, current, [], apply_error=refusal)
+                emit("Warning", "ApplyFailed", refusal)
+                raise kopf.PermanentError(refusal) from error
+            if action != "unchanged":
+                reason = {"created": "Created", "updated": "Updated", "drift-corrected": "DriftCorrected"}[
+                    action
+                ]
+                events.append(("Normal", reason, f"RayService {namespace}/{name} {action.replace('-', ' ')}"))
+        status, changed = self._write_status(fleet, current, problems)
+        events.extend(_transition_events(fleet.get("status") or {}, status))
+        for event in events:
+            emit(*event)
+        return Outcome(action=action, phase=status["phase"], status_changed=changed, events=events)
+
+    def _apply(
+        self, desired: dict[str, Any], current: dict[str, Any] | None, fleet: dict[str, Any]
+    ) -> tuple[dict[str, Any], str]:
+        namespace, name = desired["metadata"]["namespace"], desired["metadata"]["name"]
+        if current is None:
+            created = self.api.create_namespaced_custom_object(
+                RAY_GROUP, RAY_VERSION, namespace, RAY_PLURAL, desired
+            )
+            return cast(dict[str, Any], created), "created"
+        live_meta = current.get("metadata") or {}
+        in_line = (
+            is_subset(desired["spec"], current.get("spec"))
+            and is_subset(desired["metadata"]["labels"], live_meta.get("labels") or {})
+            and is_subset(desired["metadata"]["ownerReferences"], live_meta.get("ownerReferences") or [])
+        )
+        if in_line:
+            return current, "unchanged"
+        # Replace, not patch: a hand-added field inside our spec must go too. The resourceVersion makes a
+        # concurrent writer win cleanly (409 -> retried) instead of being overwritten.
+        replacement = copy.deepcopy(desired)
+        replacement["metadata"]["resourceVersion"] = live_meta.get("resourceVersion")
+        replacement["metadata"]["labels"] = {
+            **(live_meta.get("labels") or {}),
+            **desired["metadata"]["labels"],
+        }
+        if live_meta.get("annotations"):
+            replacement["metadata"]["annotations"] = live_meta["annotations"]
+        replaced = self.api.replace_namespaced_custom_object(
+            RAY_GROUP, RAY_VERSION, namespace, RAY_PLURAL, name, replacement
+        )
+        observed = (fleet.get("status") or {}).get("observedGeneration")
+        drift = observed is not None and observed == fleet["metadata"].get("generation")
+        return cast(dict[str, Any], replaced), "drift-corrected" if drift else "updated"
+
+    def _write_status(
+        self,
+        fleet: dict[str, Any],
+        rayservice: dict[str, Any] | None,
+        problems: list[Problem],
+        apply_error: str = "",
+    ) -> tuple[dict[str, Any], bool]:
+        previous = fleet.get("status") or {}
+        computed = fleet_status(
+            fleet,
+            rayservice,
+            problems=problems,
+            apply_error=apply_error,
+            previous=previous,
+            now=now_rfc3339(),
+        )
+        status = status_document(computed)
+        if status == previous:
+            return status, False
+        metadata = fleet["metadata"]
+        self.api.patch_namespaced_custom_object_status(
+            GROUP,
+            VERSION,
+            metadata.get("namespace") or "default",
+            PLURAL,
+            metadata["name"],
+            {"status": status},
+        )
+        return status, True
+
+
+def _already_invalid_for(previous: dict[str, Any], summary: str) -> bool:
+    """True when the fleet was already Invalid for the same reasons, so the Event is not repeated."""
+    return previous.get("phase") == "Invalid" and any(
+        c.get("type") == "SpecValid" and c.get("message") == summary[:1000]
+        for c in previous.get("conditions") or []
+    )
+
+
+def _transition_events(previous: dict[str, Any], status: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """Events for models that just failed and for a fleet that just became ready."""
+    events: list[tuple[str, str, str]] = []
+    before = {m.get("name"): m.get("state") for m in previous.get("models") or []}
+    for model in status.get("models") or []:
+        if model["state"] == "Failed" and before.get(model["name"]) != "Failed":
+            events.append(("Warning", "ModelFailed", f"{model['name']}: {model.get('message', '')}"))
+    if status["phase"] == "Ready" and previous.get("phase") != "Ready":
+        events.append(("Normal", "FleetReady", f"{status['ready']} models ready at {status['endpoint']}"))
+    return events

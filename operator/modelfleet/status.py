@@ -1,0 +1,204 @@
+"""Pure status computation: (fleet, RayService, optional Serve details) -> the fleet's status.
+
+Used by the operator (from the RayService status KubeRay writes) and by `modelfleet status` locally
+(from Ray Serve's REST status). No clock and no I/O: the caller passes `now`, and the previous status
+so transition times survive when nothing changed, which keeps status patches idempotent.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from modelfleet.api.problems import Problem
+from modelfleet.api.v1alpha1 import (
+    Condition,
+    FleetPhase,
+    ModelFleetStatus,
+    ModelState,
+    ModelStatus,
+    endpoint_url,
+)
+
+MAX_MESSAGE = 300
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b.*")
+
+# Ray Serve application status -> model state (DEPLOYING/RUNNING refined with deployment details).
+_APP_STATES: dict[str, ModelState] = {
+    "NOT_STARTED": "Pending",
+    "DEPLOYING": "Deploying",
+    "RUNNING": "Ready",
+    "DEPLOY_FAILED": "Failed",
+    "UNHEALTHY": "Unhealthy",
+    "DELETING": "Pending",
+}
+_SERVING: set[str] = {"Ready", "ScaledToZero"}
+
+
+def clean_message(text: str) -> str:
+    """One readable line from a Serve message: no ANSI codes, the exception line of a traceback, short."""
+    text = _ANSI.sub("", text or "").strip()
+    if "Traceback (most recent call last)" in text:
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        exceptions = [line for line in lines if _EXCEPTION_LINE.match(line)]
+        head = lines[0] if lines and not lines[0].startswith("Traceback") else ""
+        tail = exceptions[-1] if exceptions else lines[-1]
+        text = f"{head} {tail}".strip() if head and head != tail else tail
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 3] + "..."
+
+
+def _model_names(fleet: Mapping[str, Any]) -> list[str]:
+    models = (fleet.get("spec") or {}).get("models") or []
+    return [str(m.get("name")) for m in models if isinstance(m, Mapping) and m.get("name")]
+
+
+def _app_statuses(rayservice: Mapping[str, Any] | None) -> dict[str, Mapping[str, Any]]:
+    status = (rayservice or {}).get("status") or {}
+    active = status.get("activeServiceStatus") or {}
+    return dict(active.get("applicationStatuses") or {})
+
+
+def _details_state(app: Mapping[str, Any]) -> tuple[ModelState | None, int | None]:
+    """From Serve's REST details: ScaledToZero when every deployment is healthy with target 0."""
+    deployments = list((app.get("deployments") or {}).values())
+    if not deployments:
+        return None, None
+    running = sum(1 for d in deployments for r in (d.get("replicas") or []) if r.get("state") == "RUNNING")
+    targets = [d.get("target_num_replicas") for d in deployments]
+    healthy = all(d.get("status") in ("HEALTHY", "UPSCALING", "DOWNSCALING") for d in deployments)
+    if healthy and targets and all(t == 0 for t in targets):
+        return "ScaledToZero", 0
+    return None, running
+
+
+def model_status(name: str, app: Mapping[str, Any] | None, details: Mapping[str, Any] | None) -> ModelStatus:
+    """The state of one model from its application status (KubeRay's or Serve's) and Serve details."""
+    source = details if details is not None else app
+    if source is None:
+        return ModelStatus(name=name, state="Pending", message="not deployed yet")
+    state = _APP_STATES.get(str(source.get("status")), "Deploying")
+    replicas: int | None = None
+    if details is not None:
+        refined, replicas = _details_state(details)
+        if refined is not None and state == "Ready":
+            state = refined
+    message = "" if state in _SERVING else clean_message(str(source.get("message") or ""))
+    if state not in _SERVING and not message:
+        # A failed application often carries its reason on the deployment rather than the app.
+        deployments = source.get("serveDeploymentStatuses") or source.get("deployments") or {}
+        reasons = [clean_message(str(d.get("message") or "")) for d in deployments.values()]
+        message = next((r for r in reasons if r), "")
+    return ModelStatus(name=name, state=state, replicas=replicas, message=message)
+
+
+def _condition_true(rayservice: Mapping[str, Any] | None, kind: str) -> bool:
+    conditions = ((rayservice or {}).get("status") or {}).get("conditions") or []
+    return any(c.get("type") == kind and c.get("status") == "True" for c in conditions)
+
+
+def _phase(models: Sequence[ModelStatus], rayservice: Mapping[str, Any] | None, invalid: bool) -> FleetPhase:
+    if invalid:
+        return "Invalid"
+    if rayservice is None:
+        return "Pending"
+    if _condition_true(rayservice, "UpgradeInProgress"):
+        return "Upgrading"
+    states = [m.state for m in models]
+    serving = sum(1 for s in states if s in _SERVING)
+    if states and serving == len(states):
+        return "Ready"
+    if states and all(s == "Failed" for s in states):
+        return "Failed"
+    if any(s in ("Failed", "Unhealthy") for s in states):
+        return "Degraded"
+    return "Deploying"
+
+
+def _condition(kind: str, ok: bool, reason: str, message: str, generation: int | None) -> Condition:
+    status: Any = "True" if ok else "False"
+    return Condition(type=kind, status=status, reason=reason, message=message, observed_generation=generation)
+
+
+def _keep_transition_times(conditions: list[Condition], previous: Mapping[str, Any] | None, now: str) -> None:
+    before = {c.get("type"): c for c in ((previous or {}).get("conditions") or [])}
+    for condition in conditions:
+        old = before.get(condition.type)
+        same = old is not None and old.get("status") == condition.status
+        condition.last_transition_time = str(old.get("lastTransitionTime")) if same and old else now
+
+
+def fleet_status(
+    fleet: Mapping[str, Any],
+    rayservice: Mapping[str, Any] | None,
+    serve_details: Mapping[str, Any] | None = None,
+    *,
+    problems: Sequence[Problem] = (),
+    apply_error: str = "",
+    previous: Mapping[str, Any] | None = None,
+    now: str = "",
+) -> ModelFleetStatus:
+    """The fleet's status. `fleet` is the raw object (it may be invalid); `serve_details` is the body of
+    Serve's `GET /api/serve/applications/` when the caller can reach the dashboard; `apply_error` is the
+    API server's refusal of the rendered RayService, if any."""
+    metadata = fleet.get("metadata") or {}
+    name, namespace = str(metadata.get("name", "")), str(metadata.get("namespace") or "default")
+    generation = metadata.get("generation")
+    apps = _app_statuses(rayservice)
+    detail_apps: Mapping[str, Any] = (serve_details or {}).get("applications") or {}
+    models = [
+        model_status(model, apps.get(model), detail_apps.get(model) if serve_details is not None else None)
+        for model in _model_names(fleet)
+    ]
+    invalid = bool(problems)
+    phase = "Failed" if apply_error and not invalid else _phase(models, rayservice, invalid)
+    serving = sum(1 for m in models if m.state in _SERVING)
+    troubled = [m for m in models if m.state in ("Failed", "Unhealthy")]
+    if invalid:
+        message = str(problems[0]) + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
+    elif apply_error:
+        message = apply_error
+    elif troubled:
+        message = f"{troubled[0].name}: {troubled[0].message or troubled[0].state}"
+    else:
+        message = ""
+    rs_ready = _condition_true(rayservice, "Ready")
+    upgrading = phase == "Upgrading"
+    summary = message or f"{serving}/{len(models)} models ready"
+    conditions = [
+        _condition("Ready", phase == "Ready", phase, summary, generation),
+        _condition(
+            "SpecValid",
+            not invalid,
+            "Invalid" if invalid else "Valid",
+            "; ".join(str(p) for p in problems)[:1000],
+            generation,
+        ),
+        _condition(
+            "RayServiceReady",
+            rs_ready,
+            "Ready" if rs_ready else "NotReady",
+            "" if rayservice is not None else "RayService not created yet",
+            generation,
+        ),
+        _condition("Upgrading", upgrading, "UpgradeInProgress" if upgrading else "Stable", "", generation),
+    ]
+    _keep_transition_times(conditions, previous, now)
+    return ModelFleetStatus(
+        phase=phase,
+        ready=f"{serving}/{len(models)}",
+        endpoint=endpoint_url(name, namespace) if rayservice is not None else "",
+        ray_service=name if rayservice is not None else "",
+        message=message,
+        observed_generation=generation,
+        models=models,
+        conditions=conditions,
+    )
+
+
+def status_document(status: ModelFleetStatus) -> dict[str, Any]:
+    """The status as the API stores it (camelCase, no nulls)."""
+    out: dict[str, Any] = status.model_dump(by_alias=True, exclude_none=True, mode="json")
+    return out

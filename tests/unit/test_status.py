@@ -1,0 +1,126 @@
+"""The pure status function: what `kubectl get modelfleets` and `modelfleet status` will say."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modelfleet.api.problems import Problem
+from modelfleet.status import clean_message, fleet_status, status_document
+
+FLEET = {
+    "metadata": {"name": "chat", "namespace": "llm", "generation": 3},
+    "spec": {"models": [{"name": "a"}, {"name": "b"}]},
+}
+TRACEBACK = (
+    "\x1b[36mray::ServeReplica:b\x1b[0m Deploying app 'b' failed with exception:\n"
+    "Traceback (most recent call last):\n  File \"/x.py\", line 3, in f\n    raise OSError('x')\n"
+    "OSError: org/missing is not a local folder and is not a valid model identifier\n"
+)
+
+
+def rayservice(apps: dict[str, Any], ready: bool = False, upgrading: bool = False) -> dict[str, Any]:
+    conditions = [{"type": "Ready", "status": "True" if ready else "False"}]
+    if upgrading:
+        conditions.append({"type": "UpgradeInProgress", "status": "True"})
+    return {"status": {"conditions": conditions, "activeServiceStatus": {"applicationStatuses": apps}}}
+
+
+def app(status: str, message: str = "") -> dict[str, Any]:
+    return {"status": status, "message": message, "serveDeploymentStatuses": {}}
+
+
+def test_no_rayservice_yet_is_pending() -> None:
+    status = fleet_status(FLEET, None, now="t0")
+    assert (status.phase, status.ready, status.endpoint) == ("Pending", "0/2", "")
+    assert [m.state for m in status.models] == ["Pending", "Pending"]
+
+
+def test_deploying_then_running() -> None:
+    status = fleet_status(FLEET, rayservice({"a": app("DEPLOYING"), "fleet": app("RUNNING")}), now="t0")
+    assert (status.phase, status.ready) == ("Deploying", "0/2")
+    status = fleet_status(FLEET, rayservice({"a": app("RUNNING"), "b": app("RUNNING")}, ready=True), now="t1")
+    assert (status.phase, status.ready) == ("Ready", "2/2")
+    assert status.endpoint == "http://chat-serve-svc.llm.svc:8000/v1"
+    assert status.observed_generation == 3
+
+
+def test_one_failed_model_degrades_the_fleet_with_a_clean_message() -> None:
+    status = fleet_status(
+        FLEET, rayservice({"a": app("RUNNING"), "b": app("DEPLOY_FAILED", TRACEBACK)}), now="t"
+    )
+    assert (status.phase, status.ready) == ("Degraded", "1/2")
+    failed = status.models[1]
+    assert failed.state == "Failed"
+    assert failed.message.startswith("ray::ServeReplica:b Deploying app 'b' failed")
+    assert failed.message.endswith(
+        "OSError: org/missing is not a local folder and is not a valid model identifier"
+    )
+    assert "\x1b" not in failed.message and "Traceback" not in failed.message
+    assert status.message.startswith("b: ")
+
+
+def test_all_failed_is_failed_and_unhealthy_is_degraded() -> None:
+    both = rayservice({"a": app("DEPLOY_FAILED", "x"), "b": app("DEPLOY_FAILED", "y")})
+    assert fleet_status(FLEET, both, now="t").phase == "Failed"
+    sick = rayservice({"a": app("RUNNING"), "b": app("UNHEALTHY", "replica died")})
+    assert fleet_status(FLEET, sick, now="t").phase == "Degraded"
+
+
+def test_upgrade_in_progress() -> None:
+    rs = rayservice({"a": app("RUNNING"), "b": app("RUNNING")}, ready=True, upgrading=True)
+    status = fleet_status(FLEET, rs, now="t")
+    assert status.phase == "Upgrading"
+    assert {c.type: c.status for c in status.conditions}["Upgrading"] == "True"
+
+
+def test_scaled_to_zero_counts_as_ready_from_serve_details() -> None:
+    details = {
+        "applications": {
+            "a": {
+                "status": "RUNNING",
+                "deployments": {
+                    "LLMServer:a": {
+                        "status": "HEALTHY",
+                        "target_num_replicas": 1,
+                        "replicas": [{"state": "RUNNING"}],
+                    }
+                },
+            },
+            "b": {
+                "status": "RUNNING",
+                "deployments": {
+                    "LLMServer:b": {"status": "HEALTHY", "target_num_replicas": 0, "replicas": []}
+                },
+            },
+        }
+    }
+    status = fleet_status(FLEET, rayservice({}), details, now="t")
+    assert [(m.state, m.replicas) for m in status.models] == [("Ready", 1), ("ScaledToZero", 0)]
+    assert (status.phase, status.ready) == ("Ready", "2/2")
+
+
+def test_invalid_spec_names_the_field_and_keeps_models() -> None:
+    problems = [Problem("spec.models[0].gpus", 2, "too many")]
+    status = fleet_status(
+        FLEET, rayservice({"a": app("RUNNING"), "b": app("RUNNING")}), problems=problems, now="t"
+    )
+    assert status.phase == "Invalid"
+    spec_valid = next(c for c in status.conditions if c.type == "SpecValid")
+    assert (spec_valid.status, spec_valid.message) == ("False", "spec.models[0].gpus: 2: too many")
+    assert status.ready == "2/2", "the running RayService keeps serving"
+
+
+def test_transition_times_survive_unchanged_status() -> None:
+    rs = rayservice({"a": app("RUNNING"), "b": app("RUNNING")}, ready=True)
+    first = status_document(fleet_status(FLEET, rs, now="2026-01-01T00:00:00Z"))
+    second = status_document(fleet_status(FLEET, rs, previous=first, now="2026-01-01T00:05:00Z"))
+    assert second == first, "an unchanged fleet must not be patched"
+    degraded = rayservice({"a": app("RUNNING"), "b": app("UNHEALTHY", "x")})
+    third = status_document(fleet_status(FLEET, degraded, previous=first, now="2026-01-01T00:09:00Z"))
+    ready = next(c for c in third["conditions"] if c["type"] == "Ready")
+    assert ready["lastTransitionTime"] == "2026-01-01T00:09:00Z"
+
+
+def test_clean_message_shortens() -> None:
+    assert len(clean_message("x" * 1000)) == 300
+    assert clean_message("\x1b[31mred\x1b[0m   text\n more") == "red text more"
