@@ -8,6 +8,7 @@ and run only on updates where the old value at the same place exists.
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -47,7 +48,7 @@ def _trim(s: celtypes.StringType) -> celtypes.StringType:
     return celtypes.StringType(s.strip())
 
 
-def _join(items: celtypes.ListType, sep: celtypes.StringType = celtypes.StringType("")) -> celtypes.StringType:
+def _join(items: celtypes.ListType, sep: str = "") -> celtypes.StringType:
     return celtypes.StringType(str(sep).join(str(i) for i in items))
 
 
@@ -56,7 +57,7 @@ def _split(s: celtypes.StringType, sep: celtypes.StringType) -> celtypes.ListTyp
 
 
 def _is_sorted(items: celtypes.ListType) -> celtypes.BoolType:
-    return celtypes.BoolType(all(a <= b for a, b in zip(items, items[1:], strict=False)))
+    return celtypes.BoolType(all(a <= b for a, b in itertools.pairwise(items)))
 
 
 # A few of the Kubernetes CEL library extensions that cel-python lacks; extend on demand.
@@ -137,9 +138,10 @@ def _check_node(schema: Schema, value: Any, old: Any, has_old: bool, path: str) 
         error_type = _REASON_TYPES.get(rule.get("reason", "FieldValueInvalid"), "Invalid value")
         try:
             result = _evaluate(expr, value, old, has_old)
-        except Exception as exc:  # noqa: BLE001 - any CEL failure is a validation error, as in kube
-            yield RuleFailure(where.lstrip("."), _schema_type(schema), "Invalid value",
-                              f"{exc} evaluating rule: {expr}")
+        except Exception as exc:  # any CEL failure is a validation error, as in kube
+            yield RuleFailure(
+                where.lstrip("."), _schema_type(schema), "Invalid value", f"{exc} evaluating rule: {expr}"
+            )
             continue
         if isinstance(result, celtypes.BoolType) and bool(result):
             continue
@@ -156,6 +158,6 @@ def _message(rule: dict[str, Any], value: Any, old: Any, has_old: bool) -> str:
             text = _evaluate(rule["messageExpression"], value, old, has_old)
             if isinstance(text, str) and text.strip():
                 return str(text)
-        except Exception:  # noqa: BLE001, S110 - kube falls back to the static message likewise
+        except Exception:  # kube falls back to the static message likewise
             pass
     return str(rule.get("message") or f"failed rule: {rule['rule']}")

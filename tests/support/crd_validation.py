@@ -62,8 +62,9 @@ def format_value(value: Any) -> str:
     return json.dumps(value)
 
 
-def validate(crd: dict[str, Any], version: str, obj: dict[str, Any],
-             old: dict[str, Any] | None = None) -> list[FieldError]:
+def validate(
+    crd: dict[str, Any], version: str, obj: dict[str, Any], old: dict[str, Any] | None = None
+) -> list[FieldError]:
     """All field errors for writing `obj` (replacing `old` on update) as `version` of `crd`."""
     schema = crd_schema.version_schema(crd, version)
     pruned, _ = crd_schema.prune(schema, obj)
@@ -98,11 +99,13 @@ def _from_jsonschema(error: jsonschema.ValidationError) -> list[FieldError]:
     kind, arg, value = error.validator, error.validator_value, error.instance
     if kind == "required":
         missing = [name for name in arg if isinstance(value, dict) and name not in value]
-        return [FieldError(field_path([*error.absolute_path, name]), None, "", "Required value",
-                           show_value=False) for name in missing]
+        return [
+            FieldError(field_path([*error.absolute_path, name]), None, "", "Required value", show_value=False)
+            for name in missing
+        ]
     if kind == "type":
         got = _json_type(value)
-        return [FieldError(path, got, f"{where} in body must be of type {_type_name(arg)}: \"{got}\"")]
+        return [FieldError(path, got, f'{where} in body must be of type {_type_name(arg)}: "{got}"')]
     if kind == "enum":
         allowed = ", ".join(json.dumps(v) for v in arg)
         return [FieldError(path, value, f"supported values: {allowed}", "Unsupported value")]
@@ -130,8 +133,15 @@ def _type_name(arg: Any) -> str:
 
 
 def _json_type(value: Any) -> str:
-    names = {bool: "boolean", int: "integer", float: "number", str: "string", list: "array",
-             dict: "object", type(None): "null"}
+    names = {
+        bool: "boolean",
+        int: "integer",
+        float: "number",
+        str: "string",
+        list: "array",
+        dict: "object",
+        type(None): "null",
+    }
     return names.get(type(value), type(value).__name__)
 
 

@@ -15,8 +15,13 @@ class ApiError(Exception):
         super().__init__(message)
         self.code = code
         self.status: dict[str, Any] = {
-            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-            "message": message, "reason": reason, "code": code,
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": message,
+            "reason": reason,
+            "code": code,
         }
         if details is not None:
             self.status["details"] = details
@@ -35,14 +40,17 @@ def already_exists(rtype: ResourceType, name: str) -> ApiError:
 
 
 def conflict(rtype: ResourceType, name: str) -> ApiError:
-    message = (f'Operation cannot be fulfilled on {rtype.qualified} "{name}": the object has been modified;'
-               " please apply your changes to the latest version and try again")
+    message = (
+        f'Operation cannot be fulfilled on {rtype.qualified} "{name}": the object has been modified;'
+        " please apply your changes to the latest version and try again"
+    )
     return ApiError(409, "Conflict", message, _details(rtype, name))
 
 
 def namespace_not_found(namespace: str) -> ApiError:
-    return ApiError(404, "NotFound", f'namespaces "{namespace}" not found',
-                    {"name": namespace, "kind": "namespaces"})
+    return ApiError(
+        404, "NotFound", f'namespaces "{namespace}" not found', {"name": namespace, "kind": "namespaces"}
+    )
 
 
 def bad_request(message: str) -> ApiError:
@@ -50,10 +58,13 @@ def bad_request(message: str) -> ApiError:
 
 
 def unsupported_media_type(content_type: str) -> ApiError:
-    return ApiError(415, "UnsupportedMediaType",
-                    f"the body of the request was in an unknown format - accepted media types include: "
-                    f"application/json-patch+json, application/merge-patch+json, "
-                    f"application/apply-patch+yaml (got {content_type})")
+    return ApiError(
+        415,
+        "UnsupportedMediaType",
+        f"the body of the request was in an unknown format - accepted media types include: "
+        f"application/json-patch+json, application/merge-patch+json, "
+        f"application/apply-patch+yaml (got {content_type})",
+    )
 
 
 def gone(message: str) -> ApiError:
@@ -64,5 +75,9 @@ def invalid(rtype: ResourceType, name: str, errors: list[FieldError]) -> ApiErro
     texts = [str(e) for e in errors]
     summary = texts[0] if len(texts) == 1 else "[" + ", ".join(texts) + "]"
     causes = [{"reason": e.reason, "message": e.body(), "field": e.field} for e in errors]
-    return ApiError(422, "Invalid", f'{rtype.qualified_kind} "{name}" is invalid: {summary}',
-                    {"name": name, "group": rtype.group, "kind": rtype.kind, "causes": causes})
+    return ApiError(
+        422,
+        "Invalid",
+        f'{rtype.qualified_kind} "{name}" is invalid: {summary}',
+        {"name": name, "group": rtype.group, "kind": rtype.kind, "causes": causes},
+    )

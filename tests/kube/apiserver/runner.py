@@ -1,0 +1,112 @@
+"""Run the emulator on 127.0.0.1 in a background thread, with a kubeconfig pointing at it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import pathlib
+import tempfile
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import kmock
+import yaml
+
+from tests.kube.apiserver.emulator import ApiServerEmulator
+from tests.kube.apiserver.registry import default_crd_paths, load_crds
+
+_START_TIMEOUT = 30.0
+
+
+def write_kubeconfig(path: pathlib.Path, url: str) -> None:
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": "emulator",
+        "preferences": {},
+        "clusters": [{"name": "emulator", "cluster": {"server": url}}],
+        "users": [{"name": "emulator", "user": {"token": "emulator"}}],
+        "contexts": [
+            {
+                "name": "emulator",
+                "context": {"cluster": "emulator", "user": "emulator", "namespace": "default"},
+            }
+        ],
+    }
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+
+
+@dataclass
+class ApiServer:
+    """A running emulator: `url`, `kubeconfig_path`, and the live `emulator` for assertions."""
+
+    crds: list[dict[str, Any]]
+    port: int = 0
+    url: str = ""
+    kubeconfig_path: pathlib.Path = field(default_factory=pathlib.Path)
+    emulator: ApiServerEmulator | None = None
+    loop: asyncio.AbstractEventLoop | None = None
+    _thread: threading.Thread | None = None
+    _ready: threading.Event = field(default_factory=threading.Event)
+    _stop: asyncio.Event | None = None
+    _error: BaseException | None = None
+
+    def start(self, kubeconfig_dir: pathlib.Path) -> None:
+        self._thread = threading.Thread(target=self._run, name="apiserver-emulator", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(_START_TIMEOUT) or self._error is not None:
+            raise RuntimeError(f"the API server emulator did not start: {self._error!r}")
+        self.kubeconfig_path = kubeconfig_dir / "kubeconfig"
+        write_kubeconfig(self.kubeconfig_path, self.url)
+
+    def stop(self) -> None:
+        if self.loop is not None and self._stop is not None:
+            self.loop.call_soon_threadsafe(self._stop.set)
+        if self._thread is not None:
+            self._thread.join(_START_TIMEOUT)
+
+    def call(self, fn: Any, *args: Any) -> Any:
+        """Run `fn(*args)` on the server's loop (the store is not thread-safe) and return its result."""
+        assert self.loop is not None
+
+        async def invoke() -> Any:
+            return fn(*args)
+
+        return asyncio.run_coroutine_threadsafe(invoke(), self.loop).result(_START_TIMEOUT)
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._serve())
+        except BaseException as exc:  # surfaced to the starting thread
+            self._error = exc
+            self._ready.set()
+
+    async def _serve(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        self.emulator = ApiServerEmulator(crds=self.crds)
+        async with (
+            self.emulator,
+            kmock.Server(self.emulator, host="127.0.0.1", port=self.port or None) as srv,
+        ):
+            self.url = str(srv.url).rstrip("/")
+            self._ready.set()
+            await self._stop.wait()
+
+
+@contextlib.contextmanager
+def running_apiserver(
+    crd_paths: list[pathlib.Path] | None = None, *, kuberay: bool = True, port: int = 0
+) -> Iterator[ApiServer]:
+    """An emulated API server with the given CRDs (plus KubeRay's, unless `kuberay=False`)."""
+    paths = [p for p in (crd_paths or []) if p.exists()]
+    crds = load_crds((default_crd_paths() if kuberay else []) + paths)
+    server = ApiServer(crds=crds, port=port)
+    with tempfile.TemporaryDirectory(prefix="apiserver-") as tmp:
+        server.start(pathlib.Path(tmp))
+        try:
+            yield server
+        finally:
+            server.stop()

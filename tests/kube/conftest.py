@@ -1,0 +1,159 @@
+"""The kube test world: an API server (the emulator, or a real cluster for `make test-cluster`), real
+`kubectl`, and the operator running as a real process (`modelfleet operator`) that tests may kill."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from tests.kube.apiserver import running_apiserver
+
+REPO = pathlib.Path(__file__).parents[2]
+CRD = REPO / "crds" / "modelfleets.modelfleet.dev.yaml"
+BIN = pathlib.Path(sys.executable).parent
+ON_CLUSTER = os.environ.get("MODELFLEET_TEST_CLUSTER") == "1"
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 30, what: str = "condition") -> Any:
+    """Poll `check` until it returns something truthy; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+
+
+class Kube:
+    """kubectl bound to one kubeconfig and one test namespace."""
+
+    def __init__(self, kubeconfig: pathlib.Path, namespace: str) -> None:
+        self.kubeconfig, self.namespace = kubeconfig, namespace
+        self.env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+
+    def run(
+        self, *args: str, stdin: str | None = None, check: bool = True, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [str(BIN / "kubectl"), "-n", self.namespace, *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=timeout,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr}")
+        return result
+
+    def get(self, kind: str, name: str) -> dict[str, Any] | None:
+        result = self.run("get", kind, name, "-o", "json", check=False)
+        return json.loads(result.stdout) if result.returncode == 0 else None
+
+    def items(self, kind: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = json.loads(self.run("get", kind, "-o", "json").stdout)["items"]
+        return items
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class Operator:
+    """`modelfleet operator` as a child process, watching the test namespace."""
+
+    def __init__(self, kube: Kube, log: pathlib.Path) -> None:
+        self.kube, self.log = kube, log
+        self.process: subprocess.Popen[bytes] | None = None
+        self.port = free_port()
+
+    def start(self) -> None:
+        self.port = free_port()
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [
+                    str(BIN / "modelfleet"),
+                    "operator",
+                    "-n",
+                    self.kube.namespace,
+                    "--liveness",
+                    f"http://127.0.0.1:{self.port}/healthz",
+                ],
+                env=self.kube.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        wait_for(self.healthy, timeout=60, what=f"the operator's liveness endpoint (log: {self.log})")
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1) as response:
+                return bool(response.status == 200)
+        except OSError:
+            return False
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def kubeconfig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[pathlib.Path]:
+    if ON_CLUSTER:
+        path = os.environ.get("KUBECONFIG")
+        if not path:
+            pytest.skip("make test-cluster needs KUBECONFIG pointing at a cluster with KubeRay's CRDs")
+        subprocess.run(
+            [str(BIN / "kubectl"), "apply", "-f", str(CRD)],
+            check=True,
+            timeout=60,
+            env={**os.environ, "KUBECONFIG": path},
+        )
+        yield pathlib.Path(path)
+        return
+    with running_apiserver([CRD]) as server:
+        yield server.kubeconfig_path
+
+
+@pytest.fixture(scope="module")
+def kube(kubeconfig: pathlib.Path) -> Iterator[Kube]:
+    namespace = f"mf-test-{uuid.uuid4().hex[:6]}"
+    admin = Kube(kubeconfig, "default")
+    admin.run("apply", "-f", "-", stdin=f"apiVersion: v1\nkind: Namespace\nmetadata: {{name: {namespace}}}\n")
+    yield Kube(kubeconfig, namespace)
+    admin.run("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="module")
+def operator(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
+    running = Operator(kube, tmp_path_factory.mktemp("operator") / "operator.log")
+    running.start()
+    yield running
+    running.stop()
