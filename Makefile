@@ -48,7 +48,7 @@ dev-apiserver: ## a local test API server with the CRDs; prints a KUBECONFIG for
 
 test-cluster: ## the kube tests against the real cluster in $$KUBECONFIG
 	@test -n "$$KUBECONFIG" || { echo "set KUBECONFIG to a cluster with KubeRay's CRDs"; exit 2; }
-	$(BIN)/pytest tests/kube -q -m kube
+	MODELFLEET_TEST_CLUSTER=1 $(BIN)/pytest tests/kube/test_operator.py -q -m kube
 
 bench: ## all benchmarks (~20 min); results in bench/results/
 	$(PY) -m bench all

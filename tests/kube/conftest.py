@@ -125,7 +125,7 @@ class Operator:
 
 
 @pytest.fixture(scope="module")
-def kubeconfig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[pathlib.Path]:
+def kubeconfig() -> Iterator[pathlib.Path]:
     if ON_CLUSTER:
         path = os.environ.get("KUBECONFIG")
         if not path:

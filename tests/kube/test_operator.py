@@ -14,7 +14,7 @@ import yaml
 
 from tests.kube.conftest import REPO, Kube, Operator, wait_for
 
-pytestmark = pytest.mark.kube
+pytestmark = [pytest.mark.kube, pytest.mark.usefixtures("operator")]
 RS = "rayservices.v1.ray.io"  # explicit version: KubeRay also serves the deprecated v1alpha1
 
 EXAMPLE = yaml.safe_load((REPO / "examples" / "cluster" / "two-models-one-gpu.yaml").read_text())
@@ -87,7 +87,7 @@ def wait_jsonpath(kube: Kube, name: str, path: str, value: str, timeout: int = 3
     )
 
 
-def test_apply_creates_an_owned_rayservice(kube: Kube, operator: Operator) -> None:
+def test_apply_creates_an_owned_rayservice(kube: Kube) -> None:
     apply(kube, fleet("chat"))
     rs = rayservice(kube, "chat")
     mf = kube.get("modelfleet", "chat")
@@ -106,7 +106,7 @@ def test_apply_creates_an_owned_rayservice(kube: Kube, operator: Operator) -> No
     wait_jsonpath(kube, "chat", "{.status.phase}", "Deploying")
 
 
-def test_status_follows_kuberay(kube: Kube, operator: Operator) -> None:
+def test_status_follows_kuberay(kube: Kube) -> None:
     rayservice(kube, "chat")
     kuberay_status(
         kube, "chat", {"qwen-0-5b": ("DEPLOYING", ""), "falcon3-1b": ("DEPLOYING", "")}, ready=False
@@ -123,7 +123,7 @@ def test_status_follows_kuberay(kube: Kube, operator: Operator) -> None:
     assert wide[0].split() == ["NAME", "READY", "PHASE", "ENDPOINT", "AGE", "RAYSERVICE", "MESSAGE"]
 
 
-def test_a_failed_model_degrades_the_fleet(kube: Kube, operator: Operator) -> None:
+def test_a_failed_model_degrades_the_fleet(kube: Kube) -> None:
     kuberay_status(
         kube,
         "chat",
@@ -146,7 +146,7 @@ def test_a_failed_model_degrades_the_fleet(kube: Kube, operator: Operator) -> No
     assert "ModelFailed" in events
 
 
-def test_schema_and_cel_violations_are_refused_by_kubectl(kube: Kube, operator: Operator) -> None:
+def test_schema_and_cel_violations_are_refused_by_kubectl(kube: Kube) -> None:
     bad = fleet("refused")
     bad["spec"]["models"][0]["replicas"] = {"min": 3, "max": 1}
     result = apply(kube, bad, check=False)
@@ -162,7 +162,7 @@ def test_schema_and_cel_violations_are_refused_by_kubectl(kube: Kube, operator: 
     assert kube.get("modelfleet", "refused") is None
 
 
-def test_semantic_invalid_update_leaves_the_rayservice_untouched(kube: Kube, operator: Operator) -> None:
+def test_semantic_invalid_update_leaves_the_rayservice_untouched(kube: Kube) -> None:
     before = rayservice(kube, "chat")["spec"]
     bad = fleet("chat")
     bad["spec"]["models"][0]["engineArgs"]["gpu_memory_utilization"] = 0.9
@@ -178,7 +178,7 @@ def test_semantic_invalid_update_leaves_the_rayservice_untouched(kube: Kube, ope
     wait_jsonpath(kube, "chat", '{.status.conditions[?(@.type=="SpecValid")].status}', "True")
 
 
-def test_editing_one_model_changes_only_serve_config(kube: Kube, operator: Operator) -> None:
+def test_editing_one_model_changes_only_serve_config(kube: Kube) -> None:
     before = rayservice(kube, "chat")["spec"]
     edited = fleet("chat")
     edited["spec"]["models"][0]["engineArgs"]["max_model_len"] = 4096
@@ -191,7 +191,7 @@ def test_editing_one_model_changes_only_serve_config(kube: Kube, operator: Opera
     assert "max_model_len: 4096" in after["serveConfigV2"]
 
 
-def test_drift_is_reverted(kube: Kube, operator: Operator) -> None:
+def test_drift_is_reverted(kube: Kube) -> None:
     wanted = rayservice(kube, "chat")["spec"]
     edit = [
         {"op": "replace", "path": "/spec/rayClusterConfig/workerGroupSpecs/0/maxReplicas", "value": 9},
@@ -207,7 +207,7 @@ def test_drift_is_reverted(kube: Kube, operator: Operator) -> None:
     assert spec["rayClusterConfig"]["workerGroupSpecs"][0]["maxReplicas"] == 2
 
 
-def test_deleting_the_fleet_deletes_the_rayservice(kube: Kube, operator: Operator) -> None:
+def test_deleting_the_fleet_deletes_the_rayservice(kube: Kube) -> None:
     apply(kube, fleet("short-lived"))
     rayservice(kube, "short-lived")
     kube.run("delete", "modelfleet", "short-lived")
