@@ -36,6 +36,7 @@ test: lint typecheck hadolint ## everything CI runs: lint, types, Dockerfiles, a
 
 crds: ## regenerate crds/ from the API models
 	$(BIN)/modelfleet crd -o crds/modelfleets.modelfleet.dev.yaml
+	cp crds/modelfleets.modelfleet.dev.yaml manifests/base/crd/
 
 golden: ## regenerate the golden RayServices (review the diff!)
 	$(BIN)/pytest tests/unit/test_golden.py -q --update-golden
