@@ -112,6 +112,45 @@ def cmd_operator(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_up(args: argparse.Namespace) -> int:
+    from modelfleet import local
+
+    fleet = local.up(
+        args.file,
+        address=args.address,
+        cpu=args.cpu,
+        serve_port=args.port,
+        num_cpus=args.num_cpus,
+        timeout_s=args.timeout,
+    )
+    print()
+    print(local.summary(fleet))
+    print(f"\nstop it with: modelfleet down {fleet.name}")
+    failed = [m for m in fleet.status().models if m.state == "Failed"]
+    return 1 if failed else 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from modelfleet import local
+
+    print(local.summary(local.running(args.name)))
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from modelfleet import local
+
+    local.down(args.name)
+    return 0
+
+
+def cmd_tiny_model(args: argparse.Namespace) -> int:
+    from modelfleet.tinymodel import build_tiny_model
+
+    print(build_tiny_model(Path(args.dir)))
+    return 0
+
+
 def _label(text: str) -> str:
     from modelfleet.migrate import _dns_label
 
@@ -141,6 +180,31 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.add_argument("--namespace", default="default", help="fleet namespace (default: default)")
     migrate.set_defaults(func=cmd_import)
 
+    up = commands.add_parser("up", help="run a fleet on a local Ray (no Kubernetes)")
+    up.add_argument("file", help="ModelFleet YAML")
+    up.add_argument("--address", help="join a running Ray by its dashboard address instead of starting one")
+    up.add_argument(
+        "--cpu", action="store_true", help="run every model with accelerator: cpu (vLLM's CPU build)"
+    )
+    up.add_argument(
+        "--port", type=int, default=8000, help="HTTP port of the fleet on 127.0.0.1 (default 8000)"
+    )
+    up.add_argument("--num-cpus", type=int, help="logical CPUs of the local Ray head")
+    up.add_argument("--timeout", type=float, default=900, help="seconds to wait for the models (default 900)")
+    up.set_defaults(func=cmd_up)
+
+    status = commands.add_parser("status", help="the state of the local fleet, per model")
+    status.add_argument("name", nargs="?", help="fleet name (when several run)")
+    status.set_defaults(func=cmd_status)
+
+    down = commands.add_parser("down", help="stop what `modelfleet up` started")
+    down.add_argument("name", nargs="?", help="fleet name (default: every local fleet)")
+    down.set_defaults(func=cmd_down)
+
+    tiny = commands.add_parser("tiny-model", help="build a tiny random Llama with a trained tokenizer")
+    tiny.add_argument("dir", help="folder to write the checkpoint to")
+    tiny.set_defaults(func=cmd_tiny_model)
+
     operator = commands.add_parser("operator", help="run the Kubernetes operator (kopf)")
     scope = operator.add_mutually_exclusive_group()
     scope.add_argument("-n", "--namespace", action="append", help="watch only this namespace (repeatable)")
@@ -155,7 +219,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    code: int = args.func(args)
+    from modelfleet.local import LocalError
+
+    try:
+        code: int = args.func(args)
+    except LocalError as error:
+        print(f"modelfleet {args.command}: {error}", file=sys.stderr)
+        return 1
     return code
 
 

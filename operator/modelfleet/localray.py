@@ -1,0 +1,177 @@
+"""A private local Ray head driven the way KubeRay drives a cluster's: `ray start` bound to 127.0.0.1 with
+its own temp dir, and Serve configs PUT to the dashboard's `/api/serve/applications/`.
+
+No Ray import: the head runs as processes started by the `ray` CLI next to this Python, and we talk to
+it over HTTP, so `modelfleet` itself stays free of Ray (DESIGN §2).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+# Environment of `ray start`, inherited by every replica and engine: local, offline, quiet.
+RAY_ENV = {
+    "RAY_AUTH_MODE": "disabled",
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "HF_HUB_OFFLINE": "1",
+    "VLLM_HOST_IP": "127.0.0.1",
+    "VLLM_NO_USAGE_STATS": "1",
+    "NO_COLOR": "1",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_for(what: str, probe: Callable[[], T | None], *, timeout_s: float, every_s: float = 0.5) -> T:
+    """Poll `probe` until it returns something other than None or False; TimeoutError at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = probe()
+        if value is not None and value is not False:
+            return value
+        time.sleep(every_s)  # a poll interval under a deadline
+    raise TimeoutError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+
+
+@dataclass
+class RayHead:
+    """Where a local Ray head lives and how to reach it; saved as JSON so `status`/`down` find it."""
+
+    root: str
+    gcs_port: int
+    dashboard_port: int
+    serve_port: int
+    owned: bool = True  # False when `--address` joined someone else's Ray: never stop it
+
+    @property
+    def dashboard_url(self) -> str:
+        return f"http://127.0.0.1:{self.dashboard_port}"
+
+    @property
+    def serve_url(self) -> str:
+        return f"http://127.0.0.1:{self.serve_port}"
+
+    def request(self, method: str, path: str, body: Any = None, timeout_s: float = 30) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(
+            self.dashboard_url + path, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(req, timeout=timeout_s) as response:
+            raw = response.read()
+        return json.loads(raw) if raw else None
+
+    def deploy(self, serve_config: dict[str, Any]) -> None:
+        """PUT a serveConfigV2 document, as KubeRay does on every change."""
+        self.request("PUT", "/api/serve/applications/", serve_config)
+
+    def details(self) -> dict[str, Any]:
+        """Serve's `GET /api/serve/applications/` body: per-application status, deployments, replicas."""
+        found: dict[str, Any] = self.request("GET", "/api/serve/applications/")
+        return found
+
+    def reachable(self) -> bool:
+        try:
+            self.request("GET", "/api/serve/applications/", timeout_s=5)
+        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+            return False
+        return True
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(asdict(self), indent=2), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: Path) -> RayHead:
+        return cls(**json.loads(path.read_text(encoding="utf-8")))
+
+
+def ray_env(root: Path, extra: dict[str, str]) -> dict[str, str]:
+    """The environment of the head: temp files, caches and the HAProxy files all under `root`."""
+    return {
+        **os.environ,
+        **RAY_ENV,
+        "TMPDIR": str(root / "tmp"),
+        "VLLM_CACHE_ROOT": str(root / "vllm-cache"),
+        "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(root / "haproxy.cfg"),
+        "RAY_SERVE_HAPROXY_SOCKET_PATH": str(root / "haproxy.sock"),
+        **extra,
+    }
+
+
+def start_head(*, num_cpus: int, serve_port: int, extra_env: dict[str, str] | None = None) -> RayHead:
+    """Start a Ray head on 127.0.0.1 with its own temp dir; the caller must `stop_head` it."""
+    # Unix socket paths are limited to ~107 bytes: keep the root short.
+    root = Path(tempfile.mkdtemp(prefix="mf-", dir="/tmp"))
+    (root / "tmp").mkdir()
+    head = RayHead(root=str(root), gcs_port=free_port(), dashboard_port=free_port(), serve_port=serve_port)
+    command = [
+        str(Path(sys.executable).parent / "ray"),
+        "start",
+        "--head",
+        "--node-ip-address=127.0.0.1",
+        f"--port={head.gcs_port}",
+        "--dashboard-host=127.0.0.1",
+        f"--dashboard-port={head.dashboard_port}",
+        f"--temp-dir={root / 'ray'}",
+        f"--num-cpus={num_cpus}",
+        "--num-gpus=0",
+        "--include-dashboard=true",
+        "--disable-usage-stats",
+    ]
+    result = subprocess.run(
+        command, env=ray_env(root, extra_env or {}), capture_output=True, text=True, timeout=180, check=False
+    )
+    if result.returncode != 0:
+        shutil.rmtree(root, ignore_errors=True)
+        raise RuntimeError(f"ray start failed: {result.stderr.strip()[-2000:]}")
+    wait_for("the Ray dashboard", head.reachable, timeout_s=90)
+    return head
+
+
+def stop_head(head: RayHead, *, grace_s: float = 10) -> int:
+    """Stop this head's processes, by pid, and remove its files; returns how many processes ended.
+
+    `ray stop` kills every Ray process on the machine by name; another fleet or another user's Ray may be
+    running, so only processes whose command line names our temp root, and their descendants, are ended.
+    """
+    if not head.owned:
+        return 0
+    import psutil
+
+    owned: dict[int, Any] = {}
+    for proc in psutil.process_iter(["cmdline"]):
+        if head.root in " ".join(proc.info["cmdline"] or []):
+            owned[proc.pid] = proc
+            with contextlib.suppress(psutil.Error):
+                owned.update({child.pid: child for child in proc.children(recursive=True)})
+    for proc in owned.values():
+        with contextlib.suppress(psutil.Error):  # it may have exited meanwhile
+            proc.terminate()
+    _, alive = psutil.wait_procs(list(owned.values()), timeout=grace_s)
+    for proc in alive:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(alive, timeout=grace_s)
+    shutil.rmtree(head.root, ignore_errors=True)
+    return len(owned)
