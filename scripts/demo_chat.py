@@ -20,7 +20,8 @@ def main(base_url: str, model: str) -> int:
     print(f"model: {reply.model}")
     print(f"reply: {reply.choices[0].message.content!r}")
     if reply.usage is not None:
-        print(f"usage: {reply.usage.prompt_tokens} prompt + {reply.usage.completion_tokens} completion tokens")
+        usage = reply.usage
+        print(f"usage: {usage.prompt_tokens} prompt + {usage.completion_tokens} completion tokens")
     print(f"took:  {elapsed * 1000:.0f} ms  (the tiny model has random weights: its words are noise)")
     print("models served:", ", ".join(m.id for m in client.models.list()))
     return 0
