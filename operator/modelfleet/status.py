@@ -85,12 +85,12 @@ def model_status(name: str, app: Mapping[str, Any] | None, details: Mapping[str,
         refined, replicas = _details_state(details)
         if refined is not None and state == "Ready":
             state = refined
-    message = "" if state in _SERVING else clean_message(str(source.get("message") or ""))
-    if state not in _SERVING and not message:
-        # A failed application often carries its reason on the deployment rather than the app.
+    message = ""
+    if state not in _SERVING:
+        # The root cause sits on the failed deployment (the application says only which one failed).
         deployments = source.get("serveDeploymentStatuses") or source.get("deployments") or {}
         reasons = [clean_message(str(d.get("message") or "")) for d in deployments.values()]
-        message = next((r for r in reasons if r), "")
+        message = next((r for r in reasons if r), "") or clean_message(str(source.get("message") or ""))
     return ModelStatus(name=name, state=state, replicas=replicas, message=message)
 
 

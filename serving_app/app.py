@@ -1,0 +1,53 @@
+"""Application builders named by serveConfigV2's ``import_path``.
+
+``build_model_app`` serves one model (its application is routed at ``/<model>``);
+``build_router_app`` serves the fleet's unified endpoint at ``/``. Both validate their args
+strictly first, so a bad document fails the application with a message naming the field.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray import serve
+from ray.llm._internal.serve.core.configs.openai_api_models import to_model_metadata
+from ray.serve import Application
+from ray.serve.llm import LLMConfig, build_llm_deployment
+
+from serving_app.args import ModelAppArgs, RouterAppArgs
+from serving_app.engine import llm_config_dict
+from serving_app.ingress import make_ingress_class
+from serving_app.server import SERVER_DEPLOYMENT_PREFIX, FleetLLMServer
+
+# Ingresses only parse JSON and forward handles: no CPU reservation (they would otherwise take a
+# whole core each from the engines on a small box), one replica always up so a request to a model
+# at zero never waits for the ingress too, and a few more under load.
+INGRESS_OPTIONS: dict[str, Any] = {
+    "ray_actor_options": {"num_cpus": 0},
+    "max_ongoing_requests": 1000,
+    "autoscaling_config": {
+        "min_replicas": 1,
+        "initial_replicas": 1,
+        "max_replicas": 4,
+        "target_ongoing_requests": 200,
+    },
+}
+
+
+def build_model_app(args: dict[str, Any]) -> Application:
+    parsed = ModelAppArgs.model_validate(args)
+    llm_config = LLMConfig.model_validate(llm_config_dict(parsed))
+    server = build_llm_deployment(
+        llm_config, name_prefix=SERVER_DEPLOYMENT_PREFIX, deployment_cls=FleetLLMServer
+    )
+    ingress = make_ingress_class(parsed.api_key_env)
+    return serve.deployment(name="ModelIngress", **INGRESS_OPTIONS)(ingress).bind(
+        llm_deployments={parsed.name: server},
+        model_cards={parsed.name: to_model_metadata(parsed.name, llm_config)},
+    )
+
+
+def build_router_app(args: dict[str, Any]) -> Application:
+    parsed = RouterAppArgs.model_validate(args)
+    ingress = make_ingress_class(parsed.api_key_env)
+    return serve.deployment(name="FleetRouter", **INGRESS_OPTIONS)(ingress).bind(models=parsed.models)

@@ -1,0 +1,85 @@
+"""The args contract between the renderer and the serving app.
+
+serveConfigV2 carries one ``args`` document per application; these models are the only thing the
+operator and the serving app share, so they are strict: an unknown or misspelt key fails the
+application at build time with a message naming the field instead of being silently ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+# A DNS label: the model name is a route prefix, a Serve application name and a Kubernetes-safe id.
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ReplicasArgs(_Strict):
+    """How many engine replicas a model runs, mapped onto Serve's autoscaling_config."""
+
+    min: int = Field(ge=0, description="Fewest replicas; 0 lets the model scale to zero when idle.")
+    max: int = Field(ge=1, description="Most replicas.")
+    initial: int | None = Field(
+        default=None, ge=0, description="Replicas at deploy time; defaults to Serve's choice (min)."
+    )
+    target_ongoing_requests: int = Field(
+        ge=1, description="Ongoing requests per replica the autoscaler aims for."
+    )
+    max_ongoing_requests: int = Field(ge=1, description="Requests one replica accepts at once.")
+    upscale_delay_s: float = Field(ge=0, description="Seconds of sustained load before scaling up.")
+    downscale_delay_s: float = Field(ge=0, description="Seconds of low load before scaling down.")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> ReplicasArgs:
+        if self.min > self.max:
+            raise ValueError(f"replicas.min ({self.min}) must not exceed replicas.max ({self.max})")
+        if self.initial is not None and not self.min <= self.initial <= self.max:
+            raise ValueError(f"replicas.initial ({self.initial}) must lie within [{self.min}, {self.max}]")
+        return self
+
+
+class ModelAppArgs(_Strict):
+    """Args of one model's application (``serving_app.app:build_model_app``)."""
+
+    name: str = Field(pattern=DNS_LABEL, description="The OpenAI model id and the route prefix.")
+    source: str = Field(min_length=1, description="HF repo id or a local checkpoint path.")
+    task: Literal["generate", "embed", "transcribe"] = Field(description="What the engine serves.")
+    accelerator: Literal["gpu", "cpu"] = Field(description="Where the engine runs.")
+    gpus: float = Field(ge=0, description="GPU share per replica (fractions pack models on a GPU).")
+    cpus: float = Field(gt=0, description="CPUs reserved per replica.")
+    memory_bytes: int | None = Field(default=None, ge=0, description="Memory reserved per replica.")
+    replicas: ReplicasArgs
+    engine_args: dict[str, Any] = Field(default_factory=dict, description="Passed to vLLM's engine as is.")
+    api_key_env: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Name of the environment variable holding the API key; unset means no auth.",
+    )
+
+    @model_validator(mode="after")
+    def _accelerator_matches_gpus(self) -> ModelAppArgs:
+        if self.accelerator == "gpu" and self.gpus <= 0:
+            raise ValueError("accelerator 'gpu' needs gpus > 0")
+        if self.accelerator == "cpu" and self.gpus != 0:
+            raise ValueError(f"accelerator 'cpu' needs gpus == 0, got {self.gpus}")
+        return self
+
+
+class RouterAppArgs(_Strict):
+    """Args of the fleet's router application (``serving_app.app:build_router_app``)."""
+
+    models: list[Annotated[str, Field(pattern=DNS_LABEL)]] = Field(
+        min_length=1, description="Names of the model applications."
+    )
+    api_key_env: str | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _unique(self) -> RouterAppArgs:
+        if len(set(self.models)) != len(self.models):
+            raise ValueError(f"models must be unique, got {self.models}")
+        return self

@@ -1,0 +1,79 @@
+"""Model args -> Ray Serve LLM ``LLMConfig``: placement, autoscaling and engine settings.
+
+Pure mapping, no Ray calls, so the choices below are visible in one place and testable.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from serving_app.args import ModelAppArgs
+
+# Serve's defaults look back 30 s and smooth decisions; for a model that must wake from zero on the
+# first request and for bursty LLM traffic we want decisions on recent load.
+LOOK_BACK_PERIOD_S = 10.0
+# Queue depth per replica slot before Serve rejects with 503 (BackPressureError): deep enough to
+# absorb a burst while a replica wakes, bounded so an overload answers instead of hanging.
+QUEUE_SLOTS_PER_ONGOING_REQUEST = 4
+
+
+def autoscaling_config(args: ModelAppArgs) -> dict[str, Any]:
+    r = args.replicas
+    config: dict[str, Any] = {
+        "min_replicas": r.min,
+        "max_replicas": r.max,
+        # Ray Serve LLM defaults this to 1e9, which never scales up: always set it.
+        "target_ongoing_requests": r.target_ongoing_requests,
+        "upscale_delay_s": r.upscale_delay_s,
+        "downscale_delay_s": r.downscale_delay_s,
+        "look_back_period_s": LOOK_BACK_PERIOD_S,
+    }
+    if r.initial is not None:
+        config["initial_replicas"] = r.initial
+    return config
+
+
+def placement(args: ModelAppArgs) -> dict[str, Any]:
+    """LLMConfig fields that put one replica (actor + engine) in one bundle of our size.
+
+    Ray Serve LLM adds the replica actor's own resources (1 CPU by default) to the first bundle;
+    we zero the actor's share so ``cpus`` is the whole reservation, as the fleet spec promises.
+    """
+    bundle: dict[str, float] = {"CPU": args.cpus}
+    if args.accelerator == "gpu":
+        bundle["GPU"] = args.gpus
+    actor: dict[str, Any] = {"num_cpus": 0}
+    if args.memory_bytes is not None:
+        actor["memory"] = args.memory_bytes
+    return {
+        "accelerator_config": {"kind": args.accelerator},
+        "placement_group_config": {"bundles": [bundle], "strategy": "PACK"},
+        "ray_actor_options": actor,
+    }
+
+
+def engine_kwargs(args: ModelAppArgs) -> dict[str, Any]:
+    kwargs = dict(args.engine_args)
+    if args.task == "embed":
+        kwargs.setdefault("runner", "pooling")
+    return kwargs
+
+
+def llm_config_dict(args: ModelAppArgs) -> dict[str, Any]:
+    """The LLMConfig document for ``args`` (validated by Ray Serve LLM when built)."""
+    where = placement(args)
+    r = args.replicas
+    return {
+        "model_loading_config": {"model_id": args.name, "model_source": args.source},
+        "engine_kwargs": engine_kwargs(args),
+        "accelerator_config": where["accelerator_config"],
+        "placement_group_config": where["placement_group_config"],
+        "deployment_config": {
+            "autoscaling_config": autoscaling_config(args),
+            "max_ongoing_requests": r.max_ongoing_requests,
+            "max_queued_requests": r.max_ongoing_requests * r.max * QUEUE_SLOTS_PER_ONGOING_REQUEST,
+            "ray_actor_options": where["ray_actor_options"],
+        },
+        # 0 disables Ray Serve LLM's fixed 50 ms stream batching; FleetLLMServer coalesces instead.
+        "experimental_configs": {"stream_batching_interval_ms": 0},
+    }

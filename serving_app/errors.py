@@ -1,0 +1,92 @@
+"""Errors in OpenAI's shape, and startup failures short enough to read in a status line.
+
+Clients of an OpenAI-compatible endpoint branch on the HTTP status and read ``error.message``; the
+SDKs turn 401/404/400/503 into typed exceptions. So every error we raise ourselves becomes a
+``FleetHTTPError`` rendered as ``{"error": {"message", "type", "param", "code"}}``.
+"""
+
+from __future__ import annotations
+
+import re
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+# Serve tells clients to come back after this many seconds when a model's queue is full.
+RETRY_AFTER_S = 1
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_MAX_MESSAGE = 400
+
+
+class FleetHTTPError(Exception):
+    """An error the ingress answers with directly, in OpenAI's shape."""
+
+    def __init__(
+        self,
+        status_code: int,
+        message: str,
+        *,
+        type: str = "invalid_request_error",
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.message = message
+        self.type = type
+        self.param = param
+        self.headers = headers or {}
+
+
+def error_response(exc: FleetHTTPError) -> JSONResponse:
+    body = {
+        "error": {
+            "message": exc.message,
+            "type": exc.type,
+            "param": exc.param,
+            "code": exc.status_code,
+        }
+    }
+    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+
+async def handle_fleet_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, FleetHTTPError)
+    return error_response(exc)
+
+
+async def handle_backpressure(_request: Request, exc: Exception) -> JSONResponse:
+    """Serve's queue limit was hit: 503 with Retry-After, which OpenAI SDKs retry on their own."""
+    return error_response(
+        FleetHTTPError(
+            503,
+            f"The model is overloaded, retry in {RETRY_AFTER_S}s ({type(exc).__name__}).",
+            type="overloaded_error",
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        )
+    )
+
+
+def one_line(exc: BaseException) -> str:
+    """The innermost meaningful message of ``exc``: no ANSI codes, no traceback, bounded length.
+
+    Engine start failures arrive wrapped several times (vLLM's engine core, Ray Serve LLM's
+    server); the root cause is what an operator needs on the status line.
+    """
+    root: BaseException = exc
+    while True:
+        nxt = root.__cause__ or root.__context__
+        if nxt is None or nxt is root:
+            break
+        root = nxt
+    text = f"{type(exc).__name__}: {exc}"
+    # Wrappers often repeat the root cause's text; add the root only when it says something new.
+    if root is not exc and str(root) not in str(exc):
+        text += f" (caused by {type(root).__name__}: {root})"
+    text = _ANSI.sub("", text)
+    text = " ".join(text.split())
+    return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 3] + "..."
+
+
+class ModelStartupError(RuntimeError):
+    """A model's engine failed to start; the message is already short and clean."""

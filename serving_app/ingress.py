@@ -1,0 +1,123 @@
+"""Our OpenAI ingress: Ray Serve LLM's ``OpenAiIngress`` plus the fleet's own routes and errors.
+
+The same class fronts a single model (its own application, reached under ``/<model>``) and the
+whole fleet (the ``fleet`` router application at ``/``). In the router the model servers live in
+other applications, so it looks their handles up by name instead of having them bound.
+
+Added on top of the stock ingress: unknown model -> 404 listing the known models, ``/v1/infer``,
+``/healthz``, Bearer auth, 503 + Retry-After when a model's queue is full.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from pydantic import BaseModel, ConfigDict, Field
+from ray import serve
+from ray.llm._internal.serve.core.configs.openai_api_models import (
+    ChatCompletionRequest,
+    ChatCompletionResponse,
+    ModelCard,
+)
+from ray.llm._internal.serve.core.ingress.ingress import (
+    DEFAULT_ENDPOINTS,
+    OpenAiIngress,
+    init,
+    make_fastapi_ingress,
+)
+from ray.serve.exceptions import BackPressureError
+from ray.serve.handle import DeploymentHandle
+from starlette.responses import JSONResponse, Response
+
+from serving_app.auth import BearerAuthMiddleware
+from serving_app.errors import FleetHTTPError, handle_backpressure, handle_fleet_error
+from serving_app.server import server_deployment_name
+
+# The fleet's endpoints; Ray's tokenize/score/transcription extras stay off the public surface.
+ENDPOINTS = {
+    name: DEFAULT_ENDPOINTS[name] for name in ("models", "model_data", "completions", "chat", "embeddings")
+} | {
+    "infer": lambda app: app.post("/v1/infer"),
+    "healthz": lambda app: app.get("/healthz"),
+}
+
+
+class InferRequest(BaseModel):
+    """The unified call: one input in, text out."""
+
+    model_config = ConfigDict(extra="forbid")
+    model_id: str
+    input: str | list[dict[str, Any]] = Field(description="A prompt, or chat messages.")
+    params: dict[str, Any] = Field(default_factory=dict, description="Sampling parameters.")
+
+
+class FleetIngress(OpenAiIngress):
+    def __init__(
+        self,
+        llm_deployments: dict[str, DeploymentHandle[Any]] | None = None,
+        model_cards: dict[str, ModelCard] | None = None,
+        *,
+        models: list[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if llm_deployments is None:
+            # Router: the servers belong to the model applications (app name = model name).
+            names = models or []
+            llm_deployments = {
+                m: serve.get_deployment_handle(server_deployment_name(m), app_name=m) for m in names
+            }
+            model_cards = {
+                m: ModelCard(id=m, object="model", owned_by="modelfleet", permission=[], metadata={})
+                for m in names
+            }
+        super().__init__(llm_deployments, model_cards or {}, **kwargs)
+
+    async def _get_model_id(self, model: str | None) -> str:
+        known = sorted(self._model_cards)
+        if model is None and len(known) == 1:
+            return known[0]
+        if model not in self._model_cards:
+            raise FleetHTTPError(
+                404,
+                f"The model '{model}' does not exist. Known models: {', '.join(known)}.",
+                param="model",
+                type="invalid_request_error",
+            )
+        return model
+
+    async def infer(self, body: InferRequest) -> Response:
+        """``{model_id, input, params}`` -> ``{text, model_id, finish_reason}`` (never streams)."""
+        messages = [{"role": "user", "content": body.input}] if isinstance(body.input, str) else body.input
+        params = {k: v for k, v in body.params.items() if k not in {"stream", "model", "messages"}}
+        try:
+            request = ChatCompletionRequest(model=body.model_id, messages=messages, **params)
+        except ValueError as exc:
+            raise FleetHTTPError(400, f"Invalid params: {exc}", param="params") from None
+        async for chunk in self._get_response(body=request, call_method="chat"):
+            if not isinstance(chunk, ChatCompletionResponse):
+                raise FleetHTTPError(500, f"Unexpected engine reply: {type(chunk).__name__}")
+            choice = chunk.choices[0]
+            return JSONResponse(
+                {
+                    "text": choice.message.content or "",
+                    "model_id": body.model_id,
+                    "finish_reason": choice.finish_reason,
+                }
+            )
+        raise FleetHTTPError(500, "The engine returned no reply")
+
+    async def healthz(self) -> dict[str, str]:
+        return {"status": "ok"}
+
+
+def make_ingress_class(api_key_env: str | None) -> type:
+    """A Serve ingress class around ``FleetIngress`` with auth and error handling installed."""
+    app: FastAPI = init()
+    app.add_exception_handler(FleetHTTPError, handle_fleet_error)
+    app.add_exception_handler(BackPressureError, handle_backpressure)
+    if api_key_env:
+        # Added last, so it runs first: no work is done for unauthenticated requests.
+        app.add_middleware(BearerAuthMiddleware, api_key_env=api_key_env)
+    cls: type = make_fastapi_ingress(FleetIngress, endpoint_map=ENDPOINTS, app=app)
+    return cls

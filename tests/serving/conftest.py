@@ -1,0 +1,72 @@
+"""Session fixtures: one tiny model and one fleet started with `modelfleet up`'s code, for all serving tests.
+
+Starting Ray and loading vLLM engines costs minutes on 2 cores, so the whole suite shares them. The fleet is
+deployed the way KubeRay deploys it: the rendered serveConfigV2 PUT to the local Ray dashboard.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from modelfleet import local
+from modelfleet.localray import free_port, stop_head
+from modelfleet.render.serve_config import API_KEY_ENV
+from tests.serving.fleetspec import API_KEY, Fleet, fleet_document
+
+# Engines load in ~30-60 s each on 2 cores; the broken model needs three failed starts to settle.
+DEPLOY_TIMEOUT_S = 600
+
+
+@pytest.fixture(scope="session")
+def session_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("serving")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(session_root: Path) -> Path:
+    from modelfleet.tinymodel import build_tiny_model
+
+    return build_tiny_model(session_root / "tiny-llama")
+
+
+@pytest.fixture(scope="session")
+def state_dir(session_root: Path) -> Iterator[Path]:
+    """Where `modelfleet up` keeps its state for this session (MODELFLEET_HOME)."""
+    previous = local.STATE_DIR
+    local.STATE_DIR = session_root / "state"
+    yield local.STATE_DIR
+    local.STATE_DIR = previous
+
+
+@pytest.fixture(scope="session")
+def fleet(session_root: Path, tiny_model: Path, state_dir: Path) -> Iterator[Fleet]:
+    path = session_root / "fleet.yaml"
+    path.write_text(yaml.safe_dump(fleet_document(tiny_model)))
+    os.environ[API_KEY_ENV] = API_KEY  # the local head reads the key from the user's environment
+    started = time.monotonic()
+    progress = io.StringIO()
+    try:
+        running = local.up(
+            str(path),
+            address=None,
+            cpu=True,
+            serve_port=free_port(),
+            num_cpus=4,
+            timeout_s=DEPLOY_TIMEOUT_S,
+            out=progress,
+        )
+    except Exception:
+        for state in state_dir.glob("*.json"):
+            stop_head(local.RayHead.load(state))
+        raise
+    try:
+        yield Fleet(local=running, deploy_s=time.monotonic() - started)
+    finally:
+        local.down(running.name, out=progress)

@@ -1,0 +1,81 @@
+"""The test fleet: a ModelFleet document run by the local backend, and a handle to reach it.
+
+Three models on CPU: `alpha` always on, `beta` scales to zero after 5 idle seconds, `broken` has a source
+that does not exist. The fleet goes through the same validation and renderer as a cluster's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import openai
+
+from modelfleet.api.v1alpha1 import ModelFleetStatus
+from modelfleet.local import LocalFleet
+
+API_KEY = "test-key-5f0c"
+ALWAYS_ON, SLEEPY, BROKEN = "alpha", "beta", "broken"
+ENGINE_ARGS = {"enforce_eager": True, "max_model_len": 256, "kv_cache_memory_bytes": 268435456}
+
+
+def _model(name: str, source: str, *, min_replicas: int) -> dict[str, Any]:
+    return {
+        "name": name,
+        "source": source,
+        "accelerator": "cpu",
+        "cpus": 1,
+        "replicas": {
+            "min": min_replicas,
+            "max": 1,
+            "targetOngoingRequests": 4,
+            "maxOngoingRequests": 16,
+            "downscaleDelaySeconds": 5,
+        },
+        "engineArgs": ENGINE_ARGS,
+    }
+
+
+def fleet_document(model_dir: Path) -> dict[str, Any]:
+    return {
+        "apiVersion": "modelfleet.dev/v1alpha1",
+        "kind": "ModelFleet",
+        "metadata": {"name": "serving-test"},
+        "spec": {
+            "models": [
+                _model(ALWAYS_ON, str(model_dir), min_replicas=1),
+                _model(SLEEPY, str(model_dir), min_replicas=0),
+                _model(BROKEN, "/nonexistent/checkpoint", min_replicas=1),
+            ],
+            "workers": [{"name": "cpu", "gpusPerWorker": 0, "cpusPerWorker": 4, "memoryPerWorker": "16Gi"}],
+            "apiKey": {"secretName": "keys", "key": "key"},
+        },
+    }
+
+
+@dataclass
+class Fleet:
+    local: LocalFleet
+    deploy_s: float
+
+    @property
+    def url(self) -> str:
+        return self.local.head.serve_url
+
+    def client(self, prefix: str = "", api_key: str = API_KEY) -> openai.OpenAI:
+        # No retries: a 503 or 401 must reach the test, not be retried away.
+        return openai.OpenAI(base_url=f"{self.url}{prefix}/v1", api_key=api_key, max_retries=0, timeout=300)
+
+    def applications(self) -> dict[str, Any]:
+        apps: dict[str, Any] = self.local.head.details()["applications"]
+        return apps
+
+    def status(self) -> ModelFleetStatus:
+        return self.local.status()
+
+    def replicas(self, app: str, deployment: str) -> tuple[int, int]:
+        """(target replicas, RUNNING replicas) Serve reports for a deployment."""
+        dep = self.applications()[app]["deployments"][deployment]
+        running = sum(1 for r in dep["replicas"] if r["state"] == "RUNNING")
+        return int(dep["target_num_replicas"]), int(running)
