@@ -62,16 +62,18 @@ def _app_statuses(rayservice: Mapping[str, Any] | None) -> dict[str, Mapping[str
 
 
 def _details_state(app: Mapping[str, Any]) -> tuple[ModelState | None, int | None]:
-    """From Serve's REST details: ScaledToZero when every deployment is healthy with target 0."""
+    """From Serve's REST details: replicas that can serve (the smallest deployment of the application:
+    a model app is an always-on ingress in front of the engine), and ScaledToZero when a healthy
+    deployment is at a target of 0."""
     deployments = list((app.get("deployments") or {}).values())
     if not deployments:
         return None, None
-    running = sum(1 for d in deployments for r in (d.get("replicas") or []) if r.get("state") == "RUNNING")
-    targets = [d.get("target_num_replicas") for d in deployments]
-    healthy = all(d.get("status") in ("HEALTHY", "UPSCALING", "DOWNSCALING") for d in deployments)
-    if healthy and targets and all(t == 0 for t in targets):
-        return "ScaledToZero", 0
-    return None, running
+    running = min(sum(1 for r in d.get("replicas") or [] if r.get("state") == "RUNNING") for d in deployments)
+    asleep = any(
+        d.get("target_num_replicas") == 0 and d.get("status") in ("HEALTHY", "UPSCALING", "DOWNSCALING")
+        for d in deployments
+    )
+    return ("ScaledToZero", 0) if asleep and running == 0 else (None, running)
 
 
 def model_status(name: str, app: Mapping[str, Any] | None, details: Mapping[str, Any] | None) -> ModelStatus:

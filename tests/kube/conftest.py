@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.kube.apiserver import running_apiserver
+from tests.kube.apiserver import ApiServer, running_apiserver
 
 REPO = pathlib.Path(__file__).parents[2]
 CRD = REPO / "crds" / "modelfleets.modelfleet.dev.yaml"
@@ -125,7 +125,8 @@ class Operator:
 
 
 @pytest.fixture(scope="module")
-def kubeconfig() -> Iterator[pathlib.Path]:
+def apiserver() -> Iterator[ApiServer | None]:
+    """The emulated API server, or None on a real cluster (`make test-cluster`)."""
     if ON_CLUSTER:
         path = os.environ.get("KUBECONFIG")
         if not path:
@@ -136,10 +137,15 @@ def kubeconfig() -> Iterator[pathlib.Path]:
             timeout=60,
             env={**os.environ, "KUBECONFIG": path},
         )
-        yield pathlib.Path(path)
+        yield None
         return
     with running_apiserver([CRD]) as server:
-        yield server.kubeconfig_path
+        yield server
+
+
+@pytest.fixture(scope="module")
+def kubeconfig(apiserver: ApiServer | None) -> pathlib.Path:
+    return apiserver.kubeconfig_path if apiserver is not None else pathlib.Path(os.environ["KUBECONFIG"])
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.kube.apiserver import ApiServer
 from tests.kube.conftest import REPO, Kube, Operator, wait_for
 
 pytestmark = [pytest.mark.kube, pytest.mark.usefixtures("operator")]
@@ -212,6 +213,23 @@ def test_deleting_the_fleet_deletes_the_rayservice(kube: Kube) -> None:
     rayservice(kube, "short-lived")
     kube.run("delete", "modelfleet", "short-lived")
     wait_for(lambda: kube.get(RS, "short-lived") is None, what="garbage collection of the RayService")
+
+
+def test_operator_recovers_from_an_api_server_outage(kube: Kube, apiserver: ApiServer | None) -> None:
+    if apiserver is None:
+        pytest.skip("a real API server cannot be stopped from a test")
+    apply(kube, fleet("outage"))
+    rayservice(kube, "outage")
+    with apiserver.outage():
+        wait_for(
+            lambda: kube.run("get", "mf", "outage", check=False, timeout=20).returncode != 0,
+            what="the API server to go down",
+        )
+    # Back up, same stored objects: the operator must notice changes again without being restarted.
+    apply(kube, fleet("after-outage"))
+    rayservice(kube, "after-outage")
+    kuberay_status(kube, "outage", {"qwen-0-5b": ("RUNNING", ""), "falcon3-1b": ("RUNNING", "")}, ready=True)
+    wait_jsonpath(kube, "outage", "{.status.phase}", "Ready", timeout=60)
 
 
 def test_operator_killed_mid_way_converges_without_duplicates(kube: Kube, operator: Operator) -> None:

@@ -277,7 +277,8 @@ async def _watch(
             }
     else:
         since = int(since_param)
-    while True:
+    epoch = store.watch_epoch
+    while store.watch_epoch == epoch:
         changed = store.changed()
         try:
             events = store.events_since(since)

@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import pathlib
+import socket
 import tempfile
 import threading
+import time
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,6 +54,8 @@ class ApiServer:
     _thread: threading.Thread | None = None
     _ready: threading.Event = field(default_factory=threading.Event)
     _stop: asyncio.Event | None = None
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+    _http_wanted: asyncio.Event = field(default_factory=asyncio.Event)
     _error: BaseException | None = None
 
     def start(self, kubeconfig_dir: pathlib.Path) -> None:
@@ -64,6 +69,7 @@ class ApiServer:
     def stop(self) -> None:
         if self.loop is not None and self._stop is not None:
             self.loop.call_soon_threadsafe(self._stop.set)
+            self.loop.call_soon_threadsafe(self._changed.set)
         if self._thread is not None:
             self._thread.join(_START_TIMEOUT)
 
@@ -83,17 +89,66 @@ class ApiServer:
             self._error = exc
             self._ready.set()
 
+    def outage(self) -> contextlib.AbstractContextManager[None]:
+        """Stop serving HTTP (connections refused) inside the block; the stored objects survive, as
+        etcd's do when a kube-apiserver restarts."""
+        return _outage(self)
+
+    def _toggle_http(self, up: bool) -> None:
+        assert self.loop is not None
+        self.loop.call_soon_threadsafe(self._http_wanted.set if up else self._http_wanted.clear)
+        self.loop.call_soon_threadsafe(self._changed.set)
+
     async def _serve(self) -> None:
         self.loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
+        self._changed = asyncio.Event()
+        self._http_wanted = asyncio.Event()
+        self._http_wanted.set()
         self.emulator = ApiServerEmulator(crds=self.crds)
-        async with (
-            self.emulator,
-            kmock.Server(self.emulator, host="127.0.0.1", port=self.port or None) as srv,
-        ):
-            self.url = str(srv.url).rstrip("/")
-            self._ready.set()
-            await self._stop.wait()
+        async with self.emulator:
+            while not self._stop.is_set():
+                if self._http_wanted.is_set():
+                    async with kmock.Server(self.emulator, host="127.0.0.1", port=self.port or None) as srv:
+                        self.url = str(srv.url).rstrip("/")
+                        self.port = urllib.parse.urlparse(self.url).port or self.port
+                        self._ready.set()
+                        await self._until_changed()
+                        self.emulator.store.end_watches()  # or the server waits for them to end
+                else:
+                    await self._until_changed()
+
+    async def _until_changed(self) -> None:
+        assert self._stop is not None
+        stop = asyncio.ensure_future(self._stop.wait())
+        changed = asyncio.ensure_future(self._changed.wait())
+        await asyncio.wait({stop, changed}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (stop, changed):
+            task.cancel()
+        self._changed.clear()
+
+
+@contextlib.contextmanager
+def _outage(server: ApiServer) -> Iterator[None]:
+    server._toggle_http(up=False)
+    _wait_port(server.port, listening=False)
+    try:
+        yield
+    finally:
+        server._toggle_http(up=True)
+        _wait_port(server.port, listening=True)
+
+
+def _wait_port(port: int, *, listening: bool) -> None:
+    """Wait (bounded) until 127.0.0.1:port accepts connections, or refuses them."""
+    deadline = time.monotonic() + _START_TIMEOUT
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            sock.settimeout(1)
+            if (sock.connect_ex(("127.0.0.1", port)) == 0) == listening:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"port {port} did not {'open' if listening else 'close'} in time")
 
 
 @contextlib.contextmanager

@@ -55,6 +55,7 @@ class Store:
         self.log: list[Event] = []
         self.compacted_rv = 0  # watches from at or before this revision get 410 Gone
         self._changed = asyncio.Event()
+        self.watch_epoch = 0
         namespaces = self.registry.get("", "v1", "namespaces")
         assert namespaces is not None
         for name in _SYSTEM_NAMESPACES:
@@ -77,6 +78,12 @@ class Store:
             if in_scope and predicate(obj.raw):
                 found.append(copy.deepcopy(obj.raw))
         return sorted(found, key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"]))
+
+    def end_watches(self) -> None:
+        """Close every open watch stream (as an API server does when it shuts down)."""
+        self.watch_epoch += 1
+        self._changed.set()
+        self._changed = asyncio.Event()
 
     def changed(self) -> asyncio.Event:
         """An event set at the next change; grab it before reading the log to miss nothing."""
