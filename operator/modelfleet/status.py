@@ -23,6 +23,7 @@ from modelfleet.api.v1alpha1 import (
 
 MAX_MESSAGE = 300
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+_MODULE_PREFIX = re.compile(r"^(?:[a-z_][\w]*\.)+(?=[A-Z])")
 _EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b.*")
 
 # Ray Serve application status -> model state (DEPLOYING/RUNNING refined with deployment details).
@@ -41,11 +42,11 @@ def clean_message(text: str) -> str:
     """One readable line from a Serve message: no ANSI codes, the exception line of a traceback, short."""
     text = _ANSI.sub("", text or "").strip()
     if "Traceback (most recent call last)" in text:
+        # The root cause is the last exception line; the frames and Serve's preamble only bury it.
         lines = [line.strip() for line in text.splitlines() if line.strip()]
         exceptions = [line for line in lines if _EXCEPTION_LINE.match(line)]
-        head = lines[0] if lines and not lines[0].startswith("Traceback") else ""
-        tail = exceptions[-1] if exceptions else lines[-1]
-        text = f"{head} {tail}".strip() if head and head != tail else tail
+        text = exceptions[-1] if exceptions else lines[-1]
+        text = _MODULE_PREFIX.sub("", text)
     text = " ".join(text.split())
     return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 3] + "..."
 
