@@ -20,7 +20,6 @@ from modelfleet import yamlio
 from modelfleet.api.v1alpha1 import ModelFleet, ModelFleetStatus
 from modelfleet.api.validation import validate_fleet
 from modelfleet.localray import RayHead, start_head, stop_head, wait_for
-from modelfleet.render.cluster import HIGH_THROUGHPUT_ENV
 from modelfleet.render.serve_config import API_KEY_ENV, serve_config
 from modelfleet.status import fleet_status
 
@@ -90,8 +89,8 @@ def _head_env(fleet: ModelFleet) -> dict[str, str]:
                 f"spec.apiKey is set: export {API_KEY_ENV}=<key> so the local fleet can check it"
             )
         env[API_KEY_ENV] = key
-    if fleet.spec.high_throughput:
-        env.update(HIGH_THROUGHPUT_ENV)
+    # spec.highThroughput is left to clusters: in HAProxy mode Ray opens replica and stats ports on all
+    # interfaces, which a laptop must not expose (DESIGN §5).
     return env
 
 

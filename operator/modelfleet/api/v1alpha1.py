@@ -314,8 +314,8 @@ class ModelFleetSpec(ApiModel):
     )
     high_throughput: bool = Field(
         default=False,
-        description="Ray Serve's high-throughput mode on every Ray pod: HAProxy ingress, gRPC between "
-        "replicas and direct streaming from the model server.",
+        description="Ray Serve's high-throughput mode on every Ray pod: HAProxy instead of the Python "
+        "proxy and gRPC between replicas.",
     )
 
 

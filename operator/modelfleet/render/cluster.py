@@ -16,10 +16,11 @@ RAY_GID = 100
 IDLE_TIMEOUT_SECONDS = 60
 
 # Ray Serve's high-throughput mode (DESIGN §4). The HAProxy files go to /tmp, which is writable.
+# Not RAY_SERVE_LLM_ENABLE_DIRECT_STREAMING: in that mode Ray refuses a custom ingress, and the model
+# apps' ingress carries our auth, /healthz and OpenAI-shaped errors.
 HIGH_THROUGHPUT_ENV = {
     "RAY_SERVE_ENABLE_HA_PROXY": "1",
     "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
-    "RAY_SERVE_LLM_ENABLE_DIRECT_STREAMING": "1",
 }
 
 POD_SECURITY: dict[str, Any] = {
