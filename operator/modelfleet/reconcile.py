@@ -99,23 +99,21 @@ class Reconciler:
         self.api = api
         self.default_image = default_image
 
-    def get_rayservice(self, namespace: str, name: str) -> dict[str, Any] | None:
+    def _get(self, group: str, version: str, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """One custom object, or None when it does not exist."""
         try:
-            found = self.api.get_namespaced_custom_object(RAY_GROUP, RAY_VERSION, namespace, RAY_PLURAL, name)
+            found = self.api.get_namespaced_custom_object(group, version, namespace, plural, name)
         except ApiException as error:
             if error.status == 404:
                 return None
             raise
         return cast(dict[str, Any], found)
 
+    def get_rayservice(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._get(RAY_GROUP, RAY_VERSION, RAY_PLURAL, namespace, name)
+
     def get_fleet(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            found = self.api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise
-        return cast(dict[str, Any], found)
+        return self._get(GROUP, VERSION, PLURAL, namespace, name)
 
     def reconcile(self, fleet: dict[str, Any], emit: EventSink) -> Outcome:
         """Bring the owned RayService and the fleet's status in line with the fleet."""
