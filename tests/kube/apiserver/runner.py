@@ -68,10 +68,12 @@ class ApiServer:
 
     def stop(self) -> None:
         if self.loop is not None and self._stop is not None:
-            self.loop.call_soon_threadsafe(self._stop.set)
-            self.loop.call_soon_threadsafe(self._changed.set)
+            with contextlib.suppress(RuntimeError):  # the loop may have ended on its own already
+                self.loop.call_soon_threadsafe(self._request_stop)
         if self._thread is not None:
             self._thread.join(_START_TIMEOUT)
+        if self._error is not None:
+            raise RuntimeError(f"the API server emulator crashed: {self._error!r}") from self._error
 
     def call(self, fn: Any, *args: Any) -> Any:
         """Run `fn(*args)` on the server's loop (the store is not thread-safe) and return its result."""
@@ -94,10 +96,19 @@ class ApiServer:
         etcd's do when a kube-apiserver restarts."""
         return _outage(self)
 
+    def _request_stop(self) -> None:
+        assert self._stop is not None
+        self._stop.set()
+        self._changed.set()
+
     def _toggle_http(self, up: bool) -> None:
         assert self.loop is not None
-        self.loop.call_soon_threadsafe(self._http_wanted.set if up else self._http_wanted.clear)
-        self.loop.call_soon_threadsafe(self._changed.set)
+
+        def toggle() -> None:
+            (self._http_wanted.set if up else self._http_wanted.clear)()
+            self._changed.set()
+
+        self.loop.call_soon_threadsafe(toggle)
 
     async def _serve(self) -> None:
         self.loop = asyncio.get_running_loop()
