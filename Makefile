@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 EXTRAS ?= operator,serving,cpu,dev
 
 .DEFAULT_GOAL := help
-.PHONY: help install test lint typecheck hadolint unit crds golden demo dev-apiserver test-cluster bench clean
+.PHONY: help install test lint typecheck hadolint unit crds golden demo dev-apiserver test-cluster bench bench-serving bench-wake bench-operator clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -51,8 +51,17 @@ test-cluster: ## the kube tests against the real cluster in $$KUBECONFIG
 	@test -n "$$KUBECONFIG" || { echo "set KUBECONFIG to a cluster with KubeRay's CRDs"; exit 2; }
 	MODELFLEET_TEST_CLUSTER=1 $(BIN)/pytest tests/kube/test_operator.py -q -m kube
 
-bench: ## all benchmarks (~20 min); results in bench/results/
+bench: ## all benchmarks (~35 min on 2 cores); results in bench/results/, tables in docs/benchmarks.md
 	$(PY) -m bench all
+
+bench-serving: ## serving overhead: bare vLLM vs stock Ray Serve LLM vs ModelFleet
+	$(PY) -m bench serving
+
+bench-wake: ## wake from zero: request to first token, split by phase
+	$(PY) -m bench wake
+
+bench-operator: ## operator at scale against the test API server
+	$(PY) -m bench operator
 
 clean: ## remove caches and local run state
 	rm -rf .pytest_cache .mypy_cache .ruff_cache .modelfleet build *.egg-info

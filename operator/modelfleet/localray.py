@@ -139,13 +139,21 @@ def start_head(*, num_cpus: int, serve_port: int, extra_env: dict[str, str] | No
         "--include-dashboard=true",
         "--disable-usage-stats",
     ]
-    result = subprocess.run(
-        command, env=ray_env(root, extra_env or {}), capture_output=True, text=True, timeout=180, check=False
-    )
-    if result.returncode != 0:
-        shutil.rmtree(root, ignore_errors=True)
-        raise RuntimeError(f"ray start failed: {result.stderr.strip()[-2000:]}")
-    wait_for("the Ray dashboard", head.reachable, timeout_s=90)
+    try:
+        result = subprocess.run(
+            command,
+            env=ray_env(root, extra_env or {}),
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"ray start failed: {result.stderr.strip()[-2000:]}")
+        wait_for("the Ray dashboard", head.reachable, timeout_s=90)
+    except BaseException:
+        stop_head(head)  # half-started (or interrupted): leave no processes or files behind
+        raise
     return head
 
 

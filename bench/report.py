@@ -1,0 +1,164 @@
+"""Markdown tables from the result files, for docs/benchmarks.md (`python -m bench tables`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bench import results
+from bench.results import RESULTS_DIR
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 10 else f"{value:.1f}"
+    return str(value)
+
+
+def _table(headers: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def serving(body: dict[str, Any]) -> str:
+    table = _table(
+        [
+            "system",
+            "conc.",
+            "req/s",
+            "out tok/s",
+            "TTFT p50 ms",
+            "TTFT p99 ms",
+            "lat. p50 ms",
+            "lat. p99 ms",
+            "requests",
+            "errors",
+        ],
+        [
+            [
+                r["system"],
+                r["concurrency"],
+                r["requests_per_s"],
+                r["output_tokens_per_s"],
+                r["ttft_p50_ms"],
+                r["ttft_p99_ms"],
+                r["latency_p50_ms"],
+                r["latency_p99_ms"],
+                r["requests"],
+                r["errors"],
+            ]
+            for r in body["table"]
+        ],
+    )
+    ratios = _table(
+        [
+            "ModelFleet endpoint",
+            "conc.",
+            "throughput / bare",
+            "throughput / Ray Serve LLM",
+            "TTFT p50 - bare (ms)",
+            "TTFT p50 - Ray Serve LLM (ms)",
+        ],
+        [
+            [
+                r["system"],
+                r["concurrency"],
+                r.get("output_tokens_per_s_vs_bare"),
+                r.get("output_tokens_per_s_vs_ray_serve_llm"),
+                r.get("ttft_p50_overhead_ms_vs_bare"),
+                r.get("ttft_p50_overhead_ms_vs_ray_serve_llm"),
+            ]
+            for r in body["ratios"]
+        ],
+    )
+    startups = _table(
+        ["round", "server", "startup s"],
+        [[s["round"], s["server"], round(s["startup_s"], 1)] for s in body["startups"]],
+    )
+    return f"{table}\n\n{ratios}\n\n{startups}"
+
+
+def wake(body: dict[str, Any]) -> str:
+    rows = [
+        [
+            r["trial"],
+            r["first_token_s"],
+            r["last_first_token_s"],
+            r["autoscaler_decision_s"],
+            r["replica_seen_s"],
+            r["engine_load_s"],
+            r["first_token_after_running_s"],
+            f"{r['failed']}/{r['wake_requests']}",
+        ]
+        for r in body["trials"]
+    ]
+    trials = _table(
+        [
+            "trial",
+            "first token s",
+            "4th first token s",
+            "target 0->1 at s",
+            "replica seen at s",
+            "engine load s",
+            "RUNNING -> first token s",
+            "failed",
+        ],
+        rows,
+    )
+    s = body["summary"]
+    summary = _table(["metric", "value"], [[k, v] for k, v in s.items()])
+    return f"{trials}\n\n{summary}"
+
+
+def operator(body: dict[str, Any]) -> str:
+    w, f, o = body["with_operator"], body["floor"], body["with_operator"]["operator"]
+    rows = [
+        ["fleets created (sequential client)", f"{w['fleets']} in {w['create_s']} s"],
+        ["create call p50 / p99 ms", f"{w['create_calls']['p50_ms']} / {w['create_calls']['p99_ms']}"],
+        [
+            "reconcile latency p50 / p99 ms",
+            f"{w['reconcile_latency']['p50_ms']} / {w['reconcile_latency']['p99_ms']}",
+        ],
+        ["reconcile throughput (fleets/s)", w["reconcile_throughput_per_s"]],
+        [
+            f"status propagation, paced ({body['config']['pace_s']} s apart) p50 / p99 ms",
+            f"{w['status_propagation_paced']['p50_ms']} / {w['status_propagation_paced']['p99_ms']}",
+        ],
+        [
+            "status propagation, burst p50 / p99 ms",
+            f"{w['status_propagation_burst']['p50_ms']} / {w['status_propagation_burst']['p99_ms']}",
+        ],
+        ["status burst throughput (fleets/s)", w["status_burst_throughput_per_s"]],
+        [
+            "operator RSS idle / after creates / peak MB",
+            f"{o['rss_idle_mb']} / {o['rss_after_create_mb']} / {o['rss_peak_mb']}",
+        ],
+        [
+            "operator CPU s: startup / creates / status",
+            f"{o['cpu_s_startup']} / {o['cpu_s_create_phase']} / {o['cpu_s_status_phase']}",
+        ],
+        [
+            "operator CPU ms per fleet created / per status change",
+            f"{o['cpu_ms_per_fleet_create']} / {o['cpu_ms_per_status_change']}",
+        ],
+        ["API server emulator CPU s over the same span (wall s)", f"{w['apiserver_cpu_s']} ({w['wall_s']})"],
+        ["floor: RayServices created directly (per s)", f["create_throughput_per_s"]],
+        ["floor: create call p50 / p99 ms", f"{f['create_call_p50_ms']} / {f['create_call_p99_ms']}"],
+        ["floor: status patches directly (per s)", f["status_patch_throughput_per_s"]],
+        [
+            "floor: status patch call p50 / p99 ms",
+            f"{f['status_patch_call_p50_ms']} / {f['status_patch_call_p99_ms']}",
+        ],
+    ]
+    return _table(["metric", "value"], rows)
+
+
+def render_all(results_dir: Path = RESULTS_DIR) -> str:
+    parts = []
+    for part, render in (("serving", serving), ("wake", wake), ("operator", operator)):
+        if (results_dir / f"{part}.json").exists():
+            parts.append(f"## {part}\n\n{render(results.read(part, results_dir))}\n")
+    return "\n".join(parts)

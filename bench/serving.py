@@ -1,0 +1,148 @@
+"""Part 1, serving overhead: the same tiny model served three ways, alternating A B C A B C.
+
+Only one server runs at a time (2 cores): each round starts bare vLLM, measures it at every
+concurrency, stops it, then does the same for stock Ray Serve LLM and for ModelFleet (whose two
+endpoints, unified and per-model prefix, are measured back to back on the same running fleet).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from bench import servers
+from bench.load import MAX_TOKENS, PROMPT, run_cell
+from bench.stats import median
+
+CONCURRENCY = (1, 8, 32)
+ROUNDS = 2
+CELL_DURATION_S = 8.0
+
+BARE, STOCK = "bare vLLM", "stock Ray Serve LLM"
+UNIFIED, PREFIX = "ModelFleet (unified /v1)", f"ModelFleet (prefix /{servers.MODEL}/v1)"
+RATIO_METRICS = ("requests_per_s", "output_tokens_per_s", "ttft_p50_ms", "latency_p50_ms")
+
+
+def _starters(model_dir: Path, work_dir: Path) -> list[Callable[[], contextlib.AbstractContextManager[Any]]]:
+    return [
+        lambda: servers.bare_vllm(model_dir, work_dir),
+        lambda: servers.stock_ray_serve_llm(model_dir),
+        lambda: servers.modelfleet(model_dir, work_dir),
+    ]
+
+
+def _log(message: str) -> None:
+    print(f"[serving {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def run(
+    model_dir: Path, work_dir: Path, *, rounds: int = ROUNDS, duration_s: float = CELL_DURATION_S
+) -> dict[str, Any]:
+    cells: list[dict[str, Any]] = []
+    startups: list[dict[str, Any]] = []
+    for round_no in range(1, rounds + 1):
+        for start in _starters(model_dir, work_dir):
+            with start() as running:
+                _log(f"round {round_no}: {running.name} up in {running.startup_s:.1f}s")
+                startups.append({"round": round_no, "server": running.name, "startup_s": running.startup_s})
+                for endpoint in running.endpoints:
+                    for concurrency in CONCURRENCY:
+                        result = asyncio.run(
+                            run_cell(
+                                endpoint.url, servers.MODEL, concurrency=concurrency, duration_s=duration_s
+                            )
+                        )
+                        summary = {
+                            "round": round_no,
+                            "system": endpoint.system,
+                            **result.summary(),
+                            # Anything else on the box shows here: the cell is then suspect.
+                            "loadavg_1m_after": round(os.getloadavg()[0], 2),
+                        }
+                        cells.append(summary)
+                        _log(
+                            f"  {endpoint.system:32} c={concurrency:<3} "
+                            f"{summary['requests_per_s']:7.2f} req/s ttft p50 {summary['ttft_p50_ms']} ms "
+                            f"errors {summary['errors']}"
+                        )
+    table = aggregate(cells)
+    return {
+        "config": {
+            "rounds": rounds,
+            "cell_duration_s": duration_s,
+            "concurrency": list(CONCURRENCY),
+            "prompt": PROMPT,
+            "max_tokens": MAX_TOKENS,
+            "ignore_eos": True,
+            "engine_args": servers.ENGINE_ARGS,
+            "ray_num_cpus": servers.RAY_NUM_CPUS,
+        },
+        "startups": startups,
+        "cells": cells,
+        "table": table,
+        "ratios": ratios(table),
+    }
+
+
+def aggregate(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per (system, concurrency): the median over rounds of each metric, errors summed."""
+    keys = sorted({(c["system"], c["concurrency"]) for c in cells}, key=lambda k: (_order(k[0]), k[1]))
+    rows = []
+    for system, concurrency in keys:
+        mine = [c for c in cells if c["system"] == system and c["concurrency"] == concurrency]
+        row: dict[str, Any] = {"system": system, "concurrency": concurrency, "rounds": len(mine)}
+        for metric in (
+            "requests_per_s",
+            "output_tokens_per_s",
+            "ttft_p50_ms",
+            "ttft_p99_ms",
+            "latency_p50_ms",
+            "latency_p99_ms",
+        ):
+            values = [c[metric] for c in mine if c[metric] is not None]
+            found = median(values)
+            row[metric] = None if found is None else round(found, 2)
+        row["requests"] = sum(c["requests"] for c in mine)
+        row["errors"] = sum(c["errors"] for c in mine)
+        rows.append(row)
+    return rows
+
+
+def _order(system: str) -> int:
+    return [BARE, STOCK, UNIFIED, PREFIX].index(system) if system in (BARE, STOCK, UNIFIED, PREFIX) else 9
+
+
+def ratios(table: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """ModelFleet over bare vLLM and over stock Ray Serve LLM, per endpoint and concurrency."""
+    by = {(r["system"], r["concurrency"]): r for r in table}
+    out = []
+    for fleet in (UNIFIED, PREFIX):
+        for concurrency in CONCURRENCY:
+            mine = by.get((fleet, concurrency))
+            if mine is None:
+                continue
+            row: dict[str, Any] = {"system": fleet, "concurrency": concurrency}
+            for base_name, base_key in ((BARE, "bare"), (STOCK, "ray_serve_llm")):
+                base = by.get((base_name, concurrency))
+                for metric in RATIO_METRICS:
+                    if base and base[metric] and mine[metric] is not None:
+                        row[f"{metric}_vs_{base_key}"] = round(mine[metric] / base[metric], 3)
+                if base and base["ttft_p50_ms"] is not None and mine["ttft_p50_ms"] is not None:
+                    row[f"ttft_p50_overhead_ms_vs_{base_key}"] = round(
+                        mine["ttft_p50_ms"] - base["ttft_p50_ms"], 2
+                    )
+            out.append(row)
+    return out
+
+
+@contextlib.contextmanager
+def only(which: str, model_dir: Path, work_dir: Path) -> Iterator[Any]:
+    """One server by name, for profiling sessions by hand."""
+    names = ["bare-vllm", "ray-serve-llm", "modelfleet"]
+    with _starters(model_dir, work_dir)[names.index(which)]() as running:
+        yield running
