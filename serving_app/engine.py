@@ -52,6 +52,10 @@ def placement(args: ModelAppArgs) -> dict[str, Any]:
     }
 
 
+# Skips the per-node download step for sources that are folders on the node (serving_app/callbacks.py).
+LOCAL_CHECKPOINT_CALLBACK = "serving_app.callbacks:LocalCheckpointCallback"
+
+
 def engine_kwargs(args: ModelAppArgs) -> dict[str, Any]:
     kwargs = dict(args.engine_args)
     if args.task == "embed":
@@ -74,6 +78,7 @@ def llm_config_dict(args: ModelAppArgs) -> dict[str, Any]:
             "max_queued_requests": r.max_ongoing_requests * r.max * QUEUE_SLOTS_PER_ONGOING_REQUEST,
             "ray_actor_options": where["ray_actor_options"],
         },
-        # 0 disables Ray Serve LLM's fixed 50 ms stream batching; FleetLLMServer coalesces instead.
+        # 0 disables Ray Serve LLM's fixed 50 ms stream batching; FleetLLMServer batches after chunk one.
         "experimental_configs": {"stream_batching_interval_ms": 0},
+        "callback_config": {"callback_class": LOCAL_CHECKPOINT_CALLBACK},
     }
