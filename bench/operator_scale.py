@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import os
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -29,7 +27,9 @@ from typing import Any
 import yaml
 
 from bench.stats import ms, percentile
-from modelfleet.localray import free_port, wait_for
+from modelfleet.localray import wait_for
+from tests.support.kuberay import rayservice_status
+from tests.support.operator_process import OperatorProcess
 
 REPO = Path(__file__).resolve().parents[1]
 CRD = REPO / "crds" / "modelfleets.modelfleet.dev.yaml"
@@ -80,44 +80,18 @@ def apiserver(log: Path) -> Iterator[tuple[Path, int]]:
             process.wait(timeout=30)
 
 
-@dataclass
-class OperatorProcess:
-    """`modelfleet operator -n NS` as a child, with psutil sampling of its memory and CPU."""
+class SampledOperator(OperatorProcess):
+    """The operator as a child process, with psutil sampling of its memory and CPU."""
 
-    kubeconfig: Path
-    namespace: str
-    log: Path
-    port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
-    rss_peak: int = 0
-    rss_samples: list[tuple[float, int]] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
+    def __init__(self, kubeconfig: Path, namespace: str, log: Path) -> None:
+        super().__init__(kubeconfig, namespace, log)
+        self.rss_peak = 0
+        self.rss_samples: list[tuple[float, int]] = []
+        self._stop = threading.Event()
 
-    def start(self) -> None:
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen(
-                [
-                    str(BIN / "modelfleet"),
-                    "operator",
-                    "-n",
-                    self.namespace,
-                    "--liveness",
-                    f"http://127.0.0.1:{self.port}/healthz",
-                ],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        wait_for("the operator's liveness endpoint", self.healthy, timeout_s=120, every_s=0.2)
+    def start(self, timeout_s: float = 120) -> None:
+        super().start(timeout_s)
         threading.Thread(target=self._sample, daemon=True).start()
-
-    def healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1) as response:
-                return bool(response.status == 200)
-        except OSError:
-            return False
 
     def _sample(self) -> None:
         import psutil
@@ -144,13 +118,7 @@ class OperatorProcess:
 
     def stop(self) -> None:
         self._stop.set()
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=30)
+        super().stop()
 
 
 @dataclass
@@ -210,32 +178,7 @@ def fleet_body(name: str) -> dict[str, Any]:
 
 def kuberay_status(name: str, apps: list[str]) -> dict[str, Any]:
     """A RayService status as KubeRay v1.7 writes it for a healthy service."""
-    return {
-        "status": {
-            "conditions": [
-                {
-                    "type": "Ready",
-                    "status": "True",
-                    "reason": "NonZeroServeEndpoints",
-                    "lastTransitionTime": "2026-11-23T00:00:00Z",
-                    "message": "",
-                }
-            ],
-            "activeServiceStatus": {
-                "rayClusterName": f"{name}-abcde",
-                "applicationStatuses": {
-                    app: {
-                        "status": "RUNNING",
-                        "message": "",
-                        "serveDeploymentStatuses": {f"LLMServer:{app}": {"status": "HEALTHY", "message": ""}},
-                    }
-                    for app in apps
-                },
-            },
-            "numServeEndpoints": 1,
-            "observedGeneration": 1,
-        }
-    }
+    return rayservice_status(name, dict.fromkeys(apps, ("RUNNING", "")), ready=True)
 
 
 def _latencies(starts: dict[str, float], ends: dict[str, float]) -> dict[str, Any]:
@@ -260,7 +203,7 @@ def _namespace(core: Any, name: str) -> None:
 def with_operator(api: Any, core: Any, kubeconfig: Path, work_dir: Path, fleets: int) -> dict[str, Any]:
     namespace = f"bench-{uuid.uuid4().hex[:6]}"
     _namespace(core, namespace)
-    operator = OperatorProcess(kubeconfig, namespace, work_dir / "operator.log")
+    operator = SampledOperator(kubeconfig, namespace, work_dir / "operator.log")
     operator.start()
     try:
         return _measure(api, operator, namespace, fleets)
@@ -278,7 +221,7 @@ def _wait_count(what: str, found: dict[str, float], want: int) -> bool:
     return True
 
 
-def _measure(api: Any, operator: OperatorProcess, namespace: str, fleets: int) -> dict[str, Any]:
+def _measure(api: Any, operator: SampledOperator, namespace: str, fleets: int) -> dict[str, Any]:
     idle = operator.usage()
     observer = Observer(api, namespace)
     observer.start()

@@ -6,11 +6,9 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -18,6 +16,7 @@ from typing import Any
 import pytest
 
 from tests.kube.apiserver import ApiServer, running_apiserver
+from tests.support.operator_process import OperatorProcess
 
 REPO = pathlib.Path(__file__).parents[2]
 CRD = REPO / "crds" / "modelfleets.modelfleet.dev.yaml"
@@ -69,59 +68,11 @@ class Kube:
         return items
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class Operator:
-    """`modelfleet operator` as a child process, watching the test namespace."""
+class Operator(OperatorProcess):
+    """The operator watching the test namespace."""
 
     def __init__(self, kube: Kube, log: pathlib.Path) -> None:
-        self.kube, self.log = kube, log
-        self.process: subprocess.Popen[bytes] | None = None
-        self.port = free_port()
-
-    def start(self) -> None:
-        self.port = free_port()
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen(
-                [
-                    str(BIN / "modelfleet"),
-                    "operator",
-                    "-n",
-                    self.kube.namespace,
-                    "--liveness",
-                    f"http://127.0.0.1:{self.port}/healthz",
-                ],
-                env=self.kube.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        wait_for(self.healthy, timeout=60, what=f"the operator's liveness endpoint (log: {self.log})")
-
-    def healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1) as response:
-                return bool(response.status == 200)
-        except OSError:
-            return False
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=30)
+        super().__init__(kube.kubeconfig, kube.namespace, log)
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ import yaml
 
 from tests.kube.apiserver import ApiServer
 from tests.kube.conftest import REPO, Kube, Operator, wait_for
+from tests.support.kuberay import rayservice_status
 
 pytestmark = [pytest.mark.kube, pytest.mark.usefixtures("operator")]
 RS = "rayservices.v1.ray.io"  # explicit version: KubeRay also serves the deprecated v1alpha1
@@ -43,39 +44,8 @@ def rayservice(kube: Kube, name: str) -> dict[str, Any]:
 
 def kuberay_status(kube: Kube, name: str, apps: dict[str, tuple[str, str]], ready: bool) -> None:
     """Write a RayService status as KubeRay does."""
-    status = {
-        "conditions": [
-            {
-                "type": "Ready",
-                "status": "True" if ready else "False",
-                "reason": "NonZeroServeEndpoints" if ready else "Initializing",
-                "lastTransitionTime": "2026-11-23T00:00:00Z",
-                "message": "",
-            }
-        ],
-        "activeServiceStatus": {
-            "rayClusterName": f"{name}-abcde",
-            "applicationStatuses": {
-                app: {
-                    "status": state,
-                    "message": message,
-                    "serveDeploymentStatuses": {f"LLMServer:{app}": {"status": "HEALTHY", "message": ""}},
-                }
-                for app, (state, message) in apps.items()
-            },
-        },
-        "numServeEndpoints": 1 if ready else 0,
-        "observedGeneration": 1,
-    }
-    kube.run(
-        "patch",
-        RS,
-        name,
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        json.dumps({"status": status}),
-    )
+    patch = json.dumps(rayservice_status(name, apps, ready=ready))
+    kube.run("patch", RS, name, "--subresource=status", "--type=merge", "-p", patch)
 
 
 def wait_jsonpath(kube: Kube, name: str, path: str, value: str, timeout: int = 30) -> None:

@@ -1,0 +1,62 @@
+"""`modelfleet operator` as a child process that tests and benchmarks can start, kill and stop."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+from modelfleet.localray import free_port, wait_for
+
+BIN = Path(sys.executable).parent
+
+
+class OperatorProcess:
+    """The operator watching one namespace of the API server in `kubeconfig`, logging to `log`."""
+
+    def __init__(self, kubeconfig: Path, namespace: str, log: Path) -> None:
+        self.kubeconfig, self.namespace, self.log = kubeconfig, namespace, log
+        self.process: subprocess.Popen[bytes] | None = None
+        self.port = free_port()
+
+    def start(self, timeout_s: float = 120) -> None:
+        self.port = free_port()
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+        command = [
+            str(BIN / "modelfleet"),
+            "operator",
+            "-n",
+            self.namespace,
+            "--liveness",
+            f"http://127.0.0.1:{self.port}/healthz",
+        ]
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+        wait_for(
+            f"the operator's liveness endpoint (log: {self.log})",
+            self.healthy,
+            timeout_s=timeout_s,
+            every_s=0.2,
+        )
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1) as response:
+                return bool(response.status == 200)
+        except OSError:
+            return False
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
