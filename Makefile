@@ -32,7 +32,7 @@ unit: ## the pure unit tests only (seconds)
 	$(BIN)/pytest tests/unit -q
 
 test: lint typecheck hadolint ## everything CI runs: lint, types, Dockerfiles, all tests
-	$(BIN)/pytest -q
+	scripts/private-net.sh $(BIN)/pytest -q
 
 crds: ## regenerate crds/ from the API models
 	$(BIN)/modelfleet crd -o crds/modelfleets.modelfleet.dev.yaml
@@ -52,13 +52,13 @@ test-cluster: ## the kube tests against the real cluster in $$KUBECONFIG
 	MODELFLEET_TEST_CLUSTER=1 $(BIN)/pytest tests/kube/test_operator.py -q -m kube
 
 bench: ## all benchmarks (~35 min on 2 cores); results in bench/results/, tables in docs/benchmarks.md
-	$(PY) -m bench all
+	scripts/private-net.sh $(PY) -m bench all
 
 bench-serving: ## serving overhead: bare vLLM vs stock Ray Serve LLM vs ModelFleet
-	$(PY) -m bench serving
+	scripts/private-net.sh $(PY) -m bench serving
 
 bench-wake: ## wake from zero: request to first token, split by phase
-	$(PY) -m bench wake
+	scripts/private-net.sh $(PY) -m bench wake
 
 bench-operator: ## operator at scale against the test API server
 	$(PY) -m bench operator

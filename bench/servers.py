@@ -175,7 +175,9 @@ def stock_ray_serve_llm(model_dir: Path, extra_env: dict[str, str] | None = None
         stop_head(head)
 
 
-def fleet_document(model_dir: Path, name: str, replicas: dict[str, Any]) -> dict[str, Any]:
+def fleet_document(
+    model_dir: Path, name: str, replicas: dict[str, Any], *, high_throughput: bool = False
+) -> dict[str, Any]:
     return {
         "apiVersion": "modelfleet.dev/v1alpha1",
         "kind": "ModelFleet",
@@ -191,6 +193,7 @@ def fleet_document(model_dir: Path, name: str, replicas: dict[str, Any]) -> dict
                     "engineArgs": ENGINE_ARGS,
                 }
             ],
+            "highThroughput": high_throughput,
         },
     }
 
@@ -200,11 +203,21 @@ ALWAYS_ON = {"min": 1, "max": 1, "targetOngoingRequests": 32, "maxOngoingRequest
 
 @contextlib.contextmanager
 def modelfleet(
-    model_dir: Path, work_dir: Path, *, name: str = "bench", replicas: dict[str, Any] | None = None
+    model_dir: Path,
+    work_dir: Path,
+    *,
+    name: str = "bench",
+    replicas: dict[str, Any] | None = None,
+    high_throughput: bool = False,
 ) -> Iterator[Running]:
     """A fleet through `modelfleet up`'s code, its state in `work_dir` (not the user's .modelfleet/)."""
     path = work_dir / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(fleet_document(model_dir, name, replicas or ALWAYS_ON)), encoding="utf-8")
+    path.write_text(
+        yaml.safe_dump(
+            fleet_document(model_dir, name, replicas or ALWAYS_ON, high_throughput=high_throughput)
+        ),
+        encoding="utf-8",
+    )
     previous, local.STATE_DIR = local.STATE_DIR, work_dir / "state"
     progress = io.StringIO()
     started = time.monotonic()

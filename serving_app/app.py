@@ -10,7 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 from ray import serve
+from ray.llm._internal.serve.constants import RAY_SERVE_LLM_ENABLE_DIRECT_STREAMING
 from ray.llm._internal.serve.core.configs.openai_api_models import to_model_metadata
+from ray.llm._internal.serve.core.ingress.builder import (
+    _build_direct_streaming_llm_deployment,
+    _build_openai_ingress_request_router,
+)
 from ray.serve import Application
 from ray.serve.llm import LLMConfig, build_llm_deployment
 
@@ -37,6 +42,8 @@ INGRESS_OPTIONS: dict[str, Any] = {
 def build_model_app(args: dict[str, Any]) -> Application:
     parsed = ModelAppArgs.model_validate(args)
     llm_config = LLMConfig.model_validate(llm_config_dict(parsed))
+    if RAY_SERVE_LLM_ENABLE_DIRECT_STREAMING:
+        return _direct_model_app(parsed, llm_config)
     server = build_llm_deployment(
         llm_config, name_prefix=SERVER_DEPLOYMENT_PREFIX, deployment_cls=FleetLLMServer
     )
@@ -45,6 +52,19 @@ def build_model_app(args: dict[str, Any]) -> Application:
         llm_deployments={parsed.name: server},
         model_cards={parsed.name: to_model_metadata(parsed.name, llm_config)},
     )
+
+
+def _direct_model_app(parsed: ModelAppArgs, llm_config: LLMConfig) -> Application:
+    """High-throughput mode: the model server is the application's ingress (see server.py), and Ray
+    Serve LLM's request router picks its replica for HAProxy, the way `build_openai_app` does it."""
+    server = _build_direct_streaming_llm_deployment(
+        llm_config,
+        name_prefix=SERVER_DEPLOYMENT_PREFIX,
+        bind_kwargs={"api_key_env": parsed.api_key_env},
+        deployment_cls=FleetLLMServer,
+    )
+    router = _build_openai_ingress_request_router(server=server, llm_config=llm_config)
+    return server._with_ingress_request_router(router)
 
 
 def build_router_app(args: dict[str, Any]) -> Application:

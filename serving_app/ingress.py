@@ -13,13 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI
-from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
-from ray.llm._internal.serve.core.configs.openai_api_models import (
-    ChatCompletionRequest,
-    ChatCompletionResponse,
-    ModelCard,
-)
+from ray.llm._internal.serve.core.configs.openai_api_models import ModelCard
 from ray.llm._internal.serve.core.ingress.ingress import (
     DEFAULT_ENDPOINTS,
     OpenAiIngress,
@@ -28,10 +23,11 @@ from ray.llm._internal.serve.core.ingress.ingress import (
 )
 from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from serving_app.auth import BearerAuthMiddleware
 from serving_app.errors import FleetHTTPError, handle_backpressure, handle_fleet_error
+from serving_app.infer import InferRequest, chat_request, infer_reply
 from serving_app.server import server_deployment_name
 
 # The fleet's endpoints; Ray's tokenize/score/transcription extras stay off the public surface.
@@ -41,15 +37,6 @@ ENDPOINTS = {
     "infer": lambda app: app.post("/v1/infer"),
     "healthz": lambda app: app.get("/healthz"),
 }
-
-
-class InferRequest(BaseModel):
-    """The unified call: one input in, text out."""
-
-    model_config = ConfigDict(extra="forbid")
-    model_id: str
-    input: str | list[dict[str, Any]] = Field(description="A prompt, or chat messages.")
-    params: dict[str, Any] = Field(default_factory=dict, description="Sampling parameters.")
 
 
 class FleetIngress(OpenAiIngress):
@@ -88,23 +75,8 @@ class FleetIngress(OpenAiIngress):
 
     async def infer(self, body: InferRequest) -> Response:
         """``{model_id, input, params}`` -> ``{text, model_id, finish_reason}`` (never streams)."""
-        messages = [{"role": "user", "content": body.input}] if isinstance(body.input, str) else body.input
-        params = {k: v for k, v in body.params.items() if k not in {"stream", "model", "messages"}}
-        try:
-            request = ChatCompletionRequest(model=body.model_id, messages=messages, **params)
-        except ValueError as exc:
-            raise FleetHTTPError(400, f"Invalid params: {exc}", param="params") from None
-        async for chunk in self._get_response(body=request, call_method="chat"):
-            if not isinstance(chunk, ChatCompletionResponse):
-                raise FleetHTTPError(500, f"Unexpected engine reply: {type(chunk).__name__}")
-            choice = chunk.choices[0]
-            return JSONResponse(
-                {
-                    "text": choice.message.content or "",
-                    "model_id": body.model_id,
-                    "finish_reason": choice.finish_reason,
-                }
-            )
+        async for chunk in self._get_response(body=chat_request(body), call_method="chat"):
+            return infer_reply(body, chunk)
         raise FleetHTTPError(500, "The engine returned no reply")
 
     async def healthz(self) -> dict[str, str]:

@@ -4,7 +4,10 @@
    for 50 ms before sending them over the Serve handle, which puts ~50 ms on every time-to-first-token.
    We send the first chunk as soon as the engine yields it, then batch the rest in 20 ms windows: one
    message per token would cost ~1 ms of CPU per token and hop (measured, docs/benchmarks.md).
-2. Startup failures in one line. Serve shows the replica constructor's exception in the
+2. In Ray's high-throughput mode (direct streaming) the server is itself the model's HTTP ingress: HAProxy
+   sends the model's prefix straight to vLLM's own OpenAI app inside this replica (no Serve proxy, no
+   ingress hop). We add the fleet's surface to that app: Bearer auth, ``/healthz``, ``/v1/infer``.
+3. Startup failures in one line. Serve shows the replica constructor's exception in the
    application status; vLLM wraps the root cause in several layers and ANSI-coloured log text. We
    re-raise the root cause as one clean line so the status (and ``kubectl get mf``) is readable.
 """
@@ -15,9 +18,14 @@ import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, TypeVar
 
+from fastapi import FastAPI
+from ray.llm._internal.serve.core.server.llm_server import _add_middleware_to_built_app
 from ray.serve.llm import LLMServer
+from starlette.responses import Response
 
-from serving_app.errors import ModelStartupError, one_line
+from serving_app.auth import BearerAuthMiddleware
+from serving_app.errors import FleetHTTPError, ModelStartupError, handle_fleet_error, one_line
+from serving_app.infer import InferRequest, chat_request, infer_reply
 
 T = TypeVar("T")
 
@@ -85,11 +93,35 @@ async def coalesce(
 
 class FleetLLMServer(LLMServer):
     # Serve awaits async constructors; LLMServer starts its engine in one.
-    async def __init__(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[misc]
+    async def __init__(  # type: ignore[misc]
+        self, *args: Any, api_key_env: str | None = None, **kwargs: Any
+    ) -> None:
+        self._api_key_env = api_key_env
         try:
             await super().__init__(*args, **kwargs)
         except Exception as exc:
             raise ModelStartupError(one_line(exc)) from None
+
+    async def __serve_build_asgi_app__(self) -> FastAPI:
+        """Direct streaming only: vLLM's OpenAI app (built by Ray after the engine started) plus ours."""
+        app: FastAPI = await super().__serve_build_asgi_app__()
+
+        async def infer(body: InferRequest) -> Response:
+            request = chat_request(body, model=self._llm_config.model_id)
+            async for chunk in await self.chat(request):
+                return infer_reply(body, chunk)
+            raise FleetHTTPError(500, "The engine returned no reply")
+
+        async def healthz() -> dict[str, str]:
+            return {"status": "ok"}
+
+        app.add_api_route("/v1/infer", infer, methods=["POST"])
+        app.add_api_route("/healthz", healthz, methods=["GET"])
+        app.add_exception_handler(FleetHTTPError, handle_fleet_error)
+        app.middleware_stack = None  # rebuilt lazily with the handler above
+        if self._api_key_env:
+            _add_middleware_to_built_app(app, BearerAuthMiddleware, api_key_env=self._api_key_env)
+        return app
 
     def _batch_output_stream(self, generator: AsyncIterator[T]) -> AsyncGenerator[list[T], None]:
         return coalesce(generator)

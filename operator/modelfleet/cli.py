@@ -122,6 +122,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         serve_port=args.port,
         num_cpus=args.num_cpus,
         timeout_s=args.timeout,
+        allow_open_ports=args.allow_open_ports,
     )
     print()
     print(local.summary(fleet))
@@ -191,6 +192,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--num-cpus", type=int, help="logical CPUs of the local Ray head")
     up.add_argument("--timeout", type=float, default=900, help="seconds to wait for the models (default 900)")
+    up.add_argument(
+        "--allow-open-ports",
+        action="store_true",
+        help="apply spec.highThroughput here although Ray's HAProxy mode then opens ports on all interfaces "
+        "(applied anyway inside a private network namespace such as `unshare -rn`)",
+    )
     up.set_defaults(func=cmd_up)
 
     status = commands.add_parser("status", help="the state of the local fleet, per model")

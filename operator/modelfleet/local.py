@@ -20,6 +20,7 @@ from modelfleet import yamlio
 from modelfleet.api.v1alpha1 import ModelFleet, ModelFleetStatus
 from modelfleet.api.validation import validate_fleet
 from modelfleet.localray import RayHead, start_head, stop_head, wait_for
+from modelfleet.render.cluster import HIGH_THROUGHPUT_ENV
 from modelfleet.render.serve_config import API_KEY_ENV, serve_config
 from modelfleet.status import fleet_status
 
@@ -80,7 +81,17 @@ def local_serve_config(fleet: ModelFleet, serve_port: int) -> dict[str, Any]:
     return config
 
 
-def _head_env(fleet: ModelFleet) -> dict[str, str]:
+def network_is_private() -> bool:
+    """True in a network namespace whose only interface is loopback (e.g. `unshare -rn`): a port opened on
+    "all interfaces" there is still reachable from this machine only."""
+    try:
+        lines = Path("/proc/net/dev").read_text(encoding="utf-8").splitlines()[2:]
+    except OSError:
+        return False
+    return {line.split(":", 1)[0].strip() for line in lines} <= {"lo"}
+
+
+def _head_env(fleet: ModelFleet, *, high_throughput: bool) -> dict[str, str]:
     env: dict[str, str] = {}
     if fleet.spec.api_key is not None:
         key = os.environ.get(API_KEY_ENV)
@@ -89,9 +100,24 @@ def _head_env(fleet: ModelFleet) -> dict[str, str]:
                 f"spec.apiKey is set: export {API_KEY_ENV}=<key> so the local fleet can check it"
             )
         env[API_KEY_ENV] = key
-    # spec.highThroughput is left to clusters: in HAProxy mode Ray opens replica and stats ports on all
-    # interfaces, which a laptop must not expose (DESIGN §5).
+    if high_throughput:
+        env.update(HIGH_THROUGHPUT_ENV)
     return env
+
+
+def _use_high_throughput(fleet: ModelFleet, allow_open_ports: bool, out: TextIO) -> bool:
+    """spec.highThroughput, where it is safe: HAProxy mode opens the replicas' HTTP ports and HAProxy's
+    stats ports on all interfaces (Ray forces it), which a laptop must not expose (DESIGN §5)."""
+    if not fleet.spec.high_throughput:
+        return False
+    if allow_open_ports or network_is_private():
+        return True
+    print(
+        "note: spec.highThroughput is not applied locally: Ray's HAProxy mode opens ports on all network "
+        "interfaces. Run inside a private network namespace (unshare -rn) or pass --allow-open-ports.",
+        file=out,
+    )
+    return False
 
 
 def _join(address: str, serve_port: int) -> RayHead:
@@ -110,12 +136,17 @@ def up(
     serve_port: int,
     num_cpus: int | None,
     timeout_s: float,
+    allow_open_ports: bool = False,
     out: TextIO = sys.stdout,
 ) -> LocalFleet:
-    """Deploy a fleet locally and wait until every model is ready, asleep or failed."""
+    """Deploy a fleet locally and wait until every model is ready, asleep or failed.
+
+    A fleet that is already running is updated in place; its Ray head keeps the environment it was
+    started with (high-throughput mode on or off), as a RayService's pods do until they are replaced.
+    """
     document = load_fleet(path, cpu=cpu)
     fleet = ModelFleet.model_validate(copy.deepcopy(document))
-    env = _head_env(fleet)
+    env = _head_env(fleet, high_throughput=_use_high_throughput(fleet, allow_open_ports, out))
     state = state_file(fleet.metadata.name)
     if state.exists() and RayHead.load(state).reachable():
         head = RayHead.load(state)

@@ -115,6 +115,11 @@ def ray_env(root: Path, extra: dict[str, str]) -> dict[str, str]:
         "VLLM_CACHE_ROOT": str(root / "vllm-cache"),
         "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(root / "haproxy.cfg"),
         "RAY_SERVE_HAPROXY_SOCKET_PATH": str(root / "haproxy.sock"),
+        "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(root / "haproxy"),
+        "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(root / "haproxy" / "server-state"),
+        # Ray's fixed defaults (8404, 9101) would collide between two local heads.
+        "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
+        "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
         **extra,
     }
 

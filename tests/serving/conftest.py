@@ -45,10 +45,24 @@ def state_dir(session_root: Path) -> Iterator[Path]:
     local.STATE_DIR = previous
 
 
-@pytest.fixture(scope="session")
-def fleet(session_root: Path, tiny_model: Path, state_dir: Path) -> Iterator[Fleet]:
-    path = session_root / "fleet.yaml"
-    path.write_text(yaml.safe_dump(fleet_document(tiny_model)))
+# Every serving test runs against both data paths: Serve's proxy and our ingresses (the default), and
+# Ray's high-throughput mode (HAProxy, each model's server its own ingress). pytest finishes one fleet
+# before it starts the next.
+MODES = {"standard": False, "high-throughput": True}
+
+
+@pytest.fixture(scope="session", params=list(MODES))
+def fleet(
+    request: pytest.FixtureRequest, session_root: Path, tiny_model: Path, state_dir: Path
+) -> Iterator[Fleet]:
+    high_throughput = MODES[request.param]
+    if high_throughput and not local.network_is_private():
+        pytest.skip(
+            "high-throughput mode opens ports on all interfaces: run in a private network namespace "
+            "(`make test` does, through scripts/private-net.sh)"
+        )
+    path = session_root / f"fleet-{request.param}.yaml"
+    path.write_text(yaml.safe_dump(fleet_document(tiny_model, high_throughput=high_throughput)))
     os.environ[API_KEY_ENV] = API_KEY  # the local head reads the key from the user's environment
     started = time.monotonic()
     progress = io.StringIO()
@@ -67,6 +81,6 @@ def fleet(session_root: Path, tiny_model: Path, state_dir: Path) -> Iterator[Fle
             stop_head(local.RayHead.load(state))
         raise
     try:
-        yield Fleet(local=running, deploy_s=time.monotonic() - started)
+        yield Fleet(local=running, deploy_s=time.monotonic() - started, high_throughput=high_throughput)
     finally:
         local.down(running.name, out=progress)

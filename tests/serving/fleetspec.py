@@ -37,7 +37,7 @@ def _model(name: str, source: str, *, min_replicas: int) -> dict[str, Any]:
     }
 
 
-def fleet_document(model_dir: Path) -> dict[str, Any]:
+def fleet_document(model_dir: Path, *, high_throughput: bool = False) -> dict[str, Any]:
     return {
         "apiVersion": "modelfleet.dev/v1alpha1",
         "kind": "ModelFleet",
@@ -50,6 +50,7 @@ def fleet_document(model_dir: Path) -> dict[str, Any]:
             ],
             "workers": [{"name": "cpu", "gpusPerWorker": 0, "cpusPerWorker": 4, "memoryPerWorker": "16Gi"}],
             "apiKey": {"secretName": "keys", "key": "key"},
+            "highThroughput": high_throughput,
         },
     }
 
@@ -58,6 +59,7 @@ def fleet_document(model_dir: Path) -> dict[str, Any]:
 class Fleet:
     local: LocalFleet
     deploy_s: float
+    high_throughput: bool = False
 
     @property
     def url(self) -> str:

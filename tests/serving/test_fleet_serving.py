@@ -66,6 +66,16 @@ def test_completions(fleet: Fleet) -> None:
     assert chunks[-1].usage.completion_tokens == 6
 
 
+def test_data_path_is_the_one_the_fleet_asked_for(fleet: Fleet) -> None:
+    """highThroughput: the model's server is its application's ingress; otherwise our ingress fronts it."""
+    deployments = set(fleet.applications()[ALWAYS_ON]["deployments"])
+    if fleet.high_throughput:
+        assert "ModelIngress" not in deployments
+        assert server_deployment_name(ALWAYS_ON) in deployments
+    else:
+        assert deployments == {"ModelIngress", server_deployment_name(ALWAYS_ON)}
+
+
 def test_models_lists_the_fleet(fleet: Fleet) -> None:
     ids = {m.id for m in fleet.client().models.list()}
     assert {ALWAYS_ON, SLEEPY} <= ids

@@ -118,4 +118,5 @@ def test_high_throughput_sets_ray_env_on_every_pod() -> None:
         names = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
         assert names["RAY_SERVE_ENABLE_HA_PROXY"] == "1"
         assert names["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == "1"
-        assert "RAY_SERVE_LLM_ENABLE_DIRECT_STREAMING" not in names, "it would refuse our ingress"
+        # Each model server becomes its app's ingress (serving_app/server.py adds auth, /healthz, /v1/infer).
+        assert names["RAY_SERVE_LLM_ENABLE_DIRECT_STREAMING"] == "1"

@@ -15,11 +15,12 @@ RAY_GID = 100
 # How long an idle worker is kept before the autoscaler removes it (GPU nodes cost money).
 IDLE_TIMEOUT_SECONDS = 60
 
-# Ray Serve's high-throughput mode (DESIGN §4). The HAProxy files go to /tmp, which is writable.
-# Not RAY_SERVE_LLM_ENABLE_DIRECT_STREAMING: in that mode Ray refuses a custom ingress, and the model
-# apps' ingress carries our auth, /healthz and OpenAI-shaped errors.
+# Ray Serve's high-throughput mode (DESIGN §4): HAProxy instead of the Python proxy, gRPC between
+# replicas, and direct streaming (each model's server is its own HTTP ingress; serving_app/server.py adds
+# our auth, /healthz and /v1/infer to it). The HAProxy files go to /tmp, which is writable.
 HIGH_THROUGHPUT_ENV = {
     "RAY_SERVE_ENABLE_HA_PROXY": "1",
+    "RAY_SERVE_LLM_ENABLE_DIRECT_STREAMING": "1",
     "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
 }
 
