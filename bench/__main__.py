@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "server",
         nargs="?",
-        choices=("bare-vllm", "ray-serve-llm", "modelfleet"),
+        choices=("bare-vllm", "ray-serve-llm", "ray-serve-llm-ht", "modelfleet", "modelfleet-standard"),
         help="profile: which server",
     )
     parser.add_argument("--concurrency", type=int, default=8, help="profile: concurrent streams")

@@ -59,8 +59,10 @@ def serving(body: dict[str, Any]) -> str:
             "conc.",
             "throughput / bare",
             "throughput / Ray Serve LLM",
+            "throughput / Ray Serve LLM high-thr.",
             "TTFT p50 - bare (ms)",
             "TTFT p50 - Ray Serve LLM (ms)",
+            "TTFT p50 - Ray Serve LLM high-thr. (ms)",
         ],
         [
             [
@@ -68,8 +70,10 @@ def serving(body: dict[str, Any]) -> str:
                 r["concurrency"],
                 r.get("output_tokens_per_s_vs_bare"),
                 r.get("output_tokens_per_s_vs_ray_serve_llm"),
+                r.get("output_tokens_per_s_vs_ray_serve_llm_ht"),
                 r.get("ttft_p50_overhead_ms_vs_bare"),
                 r.get("ttft_p50_overhead_ms_vs_ray_serve_llm"),
+                r.get("ttft_p50_overhead_ms_vs_ray_serve_llm_ht"),
             ]
             for r in body["ratios"]
         ],

@@ -29,6 +29,7 @@ import yaml
 
 from modelfleet import local
 from modelfleet.localray import RAY_ENV, RayHead, free_port, start_head, stop_head, wait_for
+from modelfleet.render.cluster import HIGH_THROUGHPUT_ENV
 
 MODEL = "tiny"
 ENGINE_ARGS: dict[str, Any] = {
@@ -155,9 +156,22 @@ def stock_serve_config(model_dir: Path, serve_port: int) -> dict[str, Any]:
     }
 
 
+def _require_private_network() -> None:
+    if not local.network_is_private():
+        raise RuntimeError(
+            "high-throughput mode opens ports on all interfaces: run the benchmark in a private network "
+            "namespace (`make bench` does, through scripts/private-net.sh)"
+        )
+
+
 @contextlib.contextmanager
-def stock_ray_serve_llm(model_dir: Path, extra_env: dict[str, str] | None = None) -> Iterator[Running]:
+def stock_ray_serve_llm(model_dir: Path, *, high_throughput: bool = False) -> Iterator[Running]:
+    """`build_openai_app` as documented; `high_throughput` adds Ray's own fast-mode environment (the same
+    variables a ModelFleet's highThroughput sets), in which Ray serves the LLMServer as the ingress."""
+    if high_throughput:
+        _require_private_network()
     started = time.monotonic()
+    extra_env = HIGH_THROUGHPUT_ENV if high_throughput else None
     head = start_head(num_cpus=RAY_NUM_CPUS, serve_port=free_port(), extra_env=extra_env)
     try:
         head.deploy(stock_serve_config(model_dir, head.serve_port))
@@ -169,14 +183,16 @@ def stock_ray_serve_llm(model_dir: Path, extra_env: dict[str, str] | None = None
             return bool(app.get("status") == "RUNNING")
 
         wait_for("stock Ray Serve LLM", app_running, timeout_s=START_TIMEOUT_S, every_s=1)
-        endpoint = Endpoint("stock Ray Serve LLM", "/v1", f"{head.serve_url}/v1/chat/completions")
-        yield Running("ray-serve-llm", [endpoint], time.monotonic() - started, {"ray_root": head.root})
+        label = "stock Ray Serve LLM" + (" (high-throughput)" if high_throughput else "")
+        endpoint = Endpoint(label, "/v1", f"{head.serve_url}/v1/chat/completions")
+        name = "ray-serve-llm" + ("-ht" if high_throughput else "")
+        yield Running(name, [endpoint], time.monotonic() - started, {"ray_root": head.root})
     finally:
         stop_head(head)
 
 
 def fleet_document(
-    model_dir: Path, name: str, replicas: dict[str, Any], *, high_throughput: bool = False
+    model_dir: Path, name: str, replicas: dict[str, Any], *, high_throughput: bool = True
 ) -> dict[str, Any]:
     return {
         "apiVersion": "modelfleet.dev/v1alpha1",
@@ -208,9 +224,11 @@ def modelfleet(
     *,
     name: str = "bench",
     replicas: dict[str, Any] | None = None,
-    high_throughput: bool = False,
+    high_throughput: bool = True,
 ) -> Iterator[Running]:
     """A fleet through `modelfleet up`'s code, its state in `work_dir` (not the user's .modelfleet/)."""
+    if high_throughput:
+        _require_private_network()
     path = work_dir / f"{name}.yaml"
     path.write_text(
         yaml.safe_dump(
@@ -239,14 +257,13 @@ def modelfleet(
         raise
     try:
         base = fleet.head.serve_url
+        label = "ModelFleet" if high_throughput else "ModelFleet (highThroughput off)"
         endpoints = [
-            Endpoint("ModelFleet (unified /v1)", "/v1", f"{base}/v1/chat/completions"),
-            Endpoint(
-                f"ModelFleet (prefix /{MODEL}/v1)", f"/{MODEL}/v1", f"{base}/{MODEL}/v1/chat/completions"
-            ),
+            Endpoint(f"{label} (unified /v1)", "/v1", f"{base}/v1/chat/completions"),
+            Endpoint(f"{label} (prefix /{MODEL}/v1)", f"/{MODEL}/v1", f"{base}/{MODEL}/v1/chat/completions"),
         ]
         yield Running(
-            "modelfleet",
+            "modelfleet" + ("" if high_throughput else "-standard"),
             endpoints,
             time.monotonic() - started,
             {"ray_root": fleet.head.root, "dashboard": fleet.head.dashboard_url, "fleet": fleet},

@@ -1,8 +1,9 @@
-"""Part 1, serving overhead: the same tiny model served three ways, alternating A B C A B C.
+"""Part 1, serving overhead: the same tiny model served every way, alternating A B C D E A B C D E.
 
 Only one server runs at a time (2 cores): each round starts bare vLLM, measures it at every
-concurrency, stops it, then does the same for stock Ray Serve LLM and for ModelFleet (whose two
-endpoints, unified and per-model prefix, are measured back to back on the same running fleet).
+concurrency, stops it, then does the same for stock Ray Serve LLM (as documented, then with Ray's
+high-throughput environment) and for ModelFleet (as it ships, highThroughput on, then with it off; their
+two endpoints, unified and per-model prefix, are measured back to back on the same running fleet).
 """
 
 from __future__ import annotations
@@ -23,8 +24,15 @@ CONCURRENCY = (1, 8, 32)
 ROUNDS = 2
 CELL_DURATION_S = 8.0
 
-BARE, STOCK = "bare vLLM", "stock Ray Serve LLM"
-UNIFIED, PREFIX = "ModelFleet (unified /v1)", f"ModelFleet (prefix /{servers.MODEL}/v1)"
+BARE, STOCK, STOCK_HT = "bare vLLM", "stock Ray Serve LLM", "stock Ray Serve LLM (high-throughput)"
+FLEETS = [
+    f"{label} ({path})"
+    for label in ("ModelFleet", "ModelFleet (highThroughput off)")
+    for path in ("unified /v1", f"prefix /{servers.MODEL}/v1")
+]
+SYSTEMS = [BARE, STOCK, STOCK_HT, *FLEETS]
+# What each ModelFleet row is compared with (the key names the ratio fields in serving.json).
+BASELINES = ((BARE, "bare"), (STOCK, "ray_serve_llm"), (STOCK_HT, "ray_serve_llm_ht"))
 RATIO_METRICS = ("requests_per_s", "output_tokens_per_s", "ttft_p50_ms", "latency_p50_ms")
 
 
@@ -32,7 +40,9 @@ def _starters(model_dir: Path, work_dir: Path) -> list[Callable[[], contextlib.A
     return [
         lambda: servers.bare_vllm(model_dir, work_dir),
         lambda: servers.stock_ray_serve_llm(model_dir),
+        lambda: servers.stock_ray_serve_llm(model_dir, high_throughput=True),
         lambda: servers.modelfleet(model_dir, work_dir),
+        lambda: servers.modelfleet(model_dir, work_dir, high_throughput=False),
     ]
 
 
@@ -114,20 +124,20 @@ def aggregate(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _order(system: str) -> int:
-    return [BARE, STOCK, UNIFIED, PREFIX].index(system) if system in (BARE, STOCK, UNIFIED, PREFIX) else 9
+    return SYSTEMS.index(system) if system in SYSTEMS else len(SYSTEMS)
 
 
 def ratios(table: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """ModelFleet over bare vLLM and over stock Ray Serve LLM, per endpoint and concurrency."""
+    """ModelFleet over bare vLLM and over stock Ray Serve LLM (both modes), per endpoint and concurrency."""
     by = {(r["system"], r["concurrency"]): r for r in table}
     out = []
-    for fleet in (UNIFIED, PREFIX):
+    for fleet in FLEETS:
         for concurrency in CONCURRENCY:
             mine = by.get((fleet, concurrency))
             if mine is None:
                 continue
             row: dict[str, Any] = {"system": fleet, "concurrency": concurrency}
-            for base_name, base_key in ((BARE, "bare"), (STOCK, "ray_serve_llm")):
+            for base_name, base_key in BASELINES:
                 base = by.get((base_name, concurrency))
                 for metric in RATIO_METRICS:
                     if base and base[metric] and mine[metric] is not None:
@@ -143,6 +153,6 @@ def ratios(table: list[dict[str, Any]]) -> list[dict[str, Any]]:
 @contextlib.contextmanager
 def only(which: str, model_dir: Path, work_dir: Path) -> Iterator[Any]:
     """One server by name, for profiling sessions by hand."""
-    names = ["bare-vllm", "ray-serve-llm", "modelfleet"]
+    names = ["bare-vllm", "ray-serve-llm", "ray-serve-llm-ht", "modelfleet", "modelfleet-standard"]
     with _starters(model_dir, work_dir)[names.index(which)]() as running:
         yield running

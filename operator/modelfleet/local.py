@@ -20,7 +20,7 @@ from modelfleet import yamlio
 from modelfleet.api.v1alpha1 import ModelFleet, ModelFleetStatus
 from modelfleet.api.validation import validate_fleet
 from modelfleet.localray import RayHead, start_head, stop_head, wait_for
-from modelfleet.render.cluster import HIGH_THROUGHPUT_ENV
+from modelfleet.render.cluster import HIGH_THROUGHPUT_ENV, SERVE_ENV
 from modelfleet.render.serve_config import API_KEY_ENV, serve_config
 from modelfleet.status import fleet_status
 
@@ -92,7 +92,7 @@ def network_is_private() -> bool:
 
 
 def _head_env(fleet: ModelFleet, *, high_throughput: bool) -> dict[str, str]:
-    env: dict[str, str] = {}
+    env = dict(SERVE_ENV)
     if fleet.spec.api_key is not None:
         key = os.environ.get(API_KEY_ENV)
         if not key:
@@ -113,8 +113,8 @@ def _use_high_throughput(fleet: ModelFleet, allow_open_ports: bool, out: TextIO)
     if allow_open_ports or network_is_private():
         return True
     print(
-        "note: spec.highThroughput is not applied locally: Ray's HAProxy mode opens ports on all network "
-        "interfaces. Run inside a private network namespace (unshare -rn) or pass --allow-open-ports.",
+        "high-throughput mode is off here: Ray's HAProxy mode opens ports on all network interfaces. "
+        "Run inside a private network namespace (scripts/private-net.sh) or pass --allow-open-ports.",
         file=out,
     )
     return False

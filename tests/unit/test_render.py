@@ -112,11 +112,22 @@ def test_defaults_a_user_expects() -> None:
     assert rayservice["spec"]["rayClusterConfig"]["headGroupSpec"]["rayStartParams"]["num-cpus"] == "0"
 
 
-def test_high_throughput_sets_ray_env_on_every_pod() -> None:
-    rayservice = render(ModelFleet.model_validate(document(HERE / "cases" / "high-throughput.yaml")))
+@pytest.mark.parametrize("case", ["high-throughput.yaml", "single-model.yaml"], ids=["explicit", "default"])
+def test_high_throughput_sets_ray_env_on_every_pod(case: str) -> None:
+    rayservice = render(ModelFleet.model_validate(document(HERE / "cases" / case)))
     for pod in pods(rayservice):
         names = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
         assert names["RAY_SERVE_ENABLE_HA_PROXY"] == "1"
         assert names["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == "1"
         # Each model server becomes its app's ingress (serving_app/server.py adds auth, /healthz, /v1/infer).
         assert names["RAY_SERVE_LLM_ENABLE_DIRECT_STREAMING"] == "1"
+
+
+def test_high_throughput_off_keeps_the_standard_path() -> None:
+    raw = document(HERE / "cases" / "high-throughput.yaml")
+    raw["spec"]["highThroughput"] = False
+    for pod in pods(render(ModelFleet.model_validate(raw))):
+        names = {e["name"] for e in pod["spec"]["containers"][0]["env"]}
+        assert not names & {"RAY_SERVE_ENABLE_HA_PROXY", "RAY_SERVE_LLM_ENABLE_DIRECT_STREAMING"}
+        # The wake-from-zero setting is not part of the switch.
+        assert "RAY_SERVE_AUTOSCALING_METRIC_RECORD_INTERVAL_FACTOR" in names
