@@ -18,10 +18,15 @@ IDLE_TIMEOUT_SECONDS = 60
 # Ray Serve's high-throughput mode (DESIGN §4): HAProxy instead of the Python proxy, gRPC between
 # replicas, and direct streaming (each model's server is its own HTTP ingress; serving_app/server.py adds
 # our auth, /healthz and /v1/infer to it). The HAProxy files go to /tmp, which is writable.
-# Always set. Serve's handles record their queue length every look_back_period_s x 0.2 (2 s with our 10 s
-# look-back) and the push that wakes a model at zero replicas carries only recorded points, so the
-# autoscaler could wait up to 2 s to see the first request. Recording every 0.1 s costs an append.
-SERVE_ENV = {"RAY_SERVE_AUTOSCALING_METRIC_RECORD_INTERVAL_FACTOR": "0.01"}
+# Always set: waking a model from zero within a second. A handle that queues a request for a deployment
+# at zero replicas pushes its metrics at once, but the push carries the queue lengths recorded so far over
+# the look-back window (every look_back_period_s x 0.2 = 2 s by default), so after an earlier sleep its
+# average is still 0 and the autoscaler waits for the next periodic push, 10 s later (measured: 9.5 s).
+# Recording every 0.1 s and pushing every 0.5 s bounds that wait; the cost is a few small RPCs a second.
+SERVE_ENV = {
+    "RAY_SERVE_AUTOSCALING_METRIC_RECORD_INTERVAL_FACTOR": "0.01",
+    "RAY_SERVE_HANDLE_AUTOSCALING_METRIC_PUSH_INTERVAL_S": "0.5",
+}
 
 HIGH_THROUGHPUT_ENV = {
     "RAY_SERVE_ENABLE_HA_PROXY": "1",
