@@ -15,9 +15,6 @@ RAY_GID = 100
 # How long an idle worker is kept before the autoscaler removes it (GPU nodes cost money).
 IDLE_TIMEOUT_SECONDS = 60
 
-# Ray Serve's high-throughput mode (DESIGN §4): HAProxy instead of the Python proxy, gRPC between
-# replicas, and direct streaming (each model's server is its own HTTP ingress; serving_app/server.py adds
-# our auth, /healthz and /v1/infer to it). The HAProxy files go to /tmp, which is writable.
 # Always set: waking a model from zero within a second. A handle that queues a request for a deployment
 # at zero replicas pushes its metrics at once, but the push carries the queue lengths recorded so far over
 # the look-back window (every look_back_period_s x 0.2 = 2 s by default), so after an earlier sleep its
@@ -28,8 +25,17 @@ SERVE_ENV = {
     "RAY_SERVE_HANDLE_AUTOSCALING_METRIC_PUSH_INTERVAL_S": "0.5",
 }
 
+# Ray Serve's high-throughput mode (DESIGN §4): HAProxy instead of the Python proxy, gRPC between
+# replicas, and direct streaming (each model's server is its own HTTP ingress; serving_app/server.py adds
+# our auth, /healthz and /v1/infer to it). The HAProxy files go to /tmp, which is writable.
+# In that mode HAProxy asks each model's request router (LLMRouter) for a replica and gives up after
+# RAY_SERVE_HAPROXY_INGRESS_REQUEST_ROUTER_TIMEOUT_S (5 s by default) with a 503; for a model at zero
+# replicas the router answers only once a replica has loaded, so the bound must cover a wake from zero
+# (tests/serving caught the 503). It only bounds a hung router otherwise.
+WAKE_TIMEOUT_S = 900
 HIGH_THROUGHPUT_ENV = {
     "RAY_SERVE_ENABLE_HA_PROXY": "1",
+    "RAY_SERVE_HAPROXY_INGRESS_REQUEST_ROUTER_TIMEOUT_S": str(WAKE_TIMEOUT_S),
     "RAY_SERVE_LLM_ENABLE_DIRECT_STREAMING": "1",
     "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
 }
