@@ -18,11 +18,11 @@ from typing import Any
 import aiohttp.web
 import attrs
 import kmock
-from kmock._internal import rendering  # the streaming-error unwrap is not public API
+from kmock._internal import dsl, enums, filtering, rendering  # reactions, criteria: not public API
 
 from tests.kube.apiserver import errors, openapi, patches, routes, selectors, tables
 from tests.kube.apiserver.registry import Registry, ResourceType, builtin_types, crd_types
-from tests.kube.apiserver.store import Obj, Store
+from tests.kube.apiserver.store import Event, Obj, Store
 
 _CRD_TYPE = ("apiextensions.k8s.io", "v1", "customresourcedefinitions")
 _BOOKMARK_INTERVAL = 1.0
@@ -35,6 +35,9 @@ class ApiServerEmulator(kmock.KubernetesEmulator):
     store: Store = attrs.field(init=False)
     # Open watch streams per plural, so tests can wait for a client's watch before changing things.
     active_watches: collections.Counter[str] = attrs.field(factory=collections.Counter, init=False)
+    # kmock's reactions in the order they are tried, and the reactions that order was computed for.
+    _ordered: list[dsl.Reaction] = attrs.field(factory=list, init=False)
+    _ordered_for: tuple[int, ...] = attrs.field(factory=tuple, init=False)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -112,8 +115,37 @@ class ApiServerEmulator(kmock.KubernetesEmulator):
             return await self._render_error(exc)
 
     async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
-        # Skip KubernetesEmulator._handle: its naive create/patch/delete bookkeeping is what Store replaces.
-        return await super(kmock.KubernetesEmulator, self)._handle(request)
+        """kmock's RawHandler._handle without its cost (KubernetesEmulator._handle is skipped: its naive
+        create/patch/delete bookkeeping is what Store replaces).
+
+        kmock asks each reaction whether its view contains the request by replaying every request
+        served so far through the view's filters: quadratic in the requests served, and most of the
+        emulator's CPU after a few thousand. `_sees` asks about this one request instead."""
+        for reaction in self._by_priority():
+            if _sees(reaction._source, request) and not reaction._disabled.is_set():
+                try:
+                    return await reaction(request)
+                except rendering.ReactionMismatchError:  # either mismatch or depletion
+                    reaction._disabled.set()
+                except NotImplementedError:  # matched, but nothing to respond with
+                    pass
+        raise NotImplementedError(
+            "Undefined server behaviour: no reaction matching the request is defined. "
+            "Consider adding a catch-all fallback reaction: `kmock.fallback << 404`."
+        )
+
+    def _by_priority(self) -> list[dsl.Reaction]:
+        """The reactions in kmock's order (priority, then registration); sorted again when they change."""
+        reactions = self._payloads
+        if tuple(map(id, reactions)) != self._ordered_for:  # ids stay unique: the cache keeps them alive
+            # As kmock does: pad mixed-length priorities with zeroes, highest first, stable.
+            priorities = [tuple(-p for p in r.priorities) for r in reactions]
+            width = max((len(p) for p in priorities), default=0)
+            padded = [p + (0,) * (width - len(p)) for p in priorities]
+            order = sorted(range(len(reactions)), key=lambda i: padded[i])
+            self._ordered = [reactions[i] for i in order]
+            self._ordered_for = tuple(map(id, reactions))
+        return self._ordered
 
     async def _render_error(self, exc: Exception) -> aiohttp.web.StreamResponse:
         if isinstance(exc, errors.ApiError):
@@ -234,15 +266,22 @@ class ApiServerEmulator(kmock.KubernetesEmulator):
     async def _serve_watch(self, request: kmock.Request) -> AsyncIterator[Any]:
         rtype = self._rtype(request)
         yield b""  # send the headers now: clients wait for them before they consider the watch open
+        as_table = tables.wants_table(request.headers.get("Accept", ""))
         self.active_watches[rtype.plural] += 1
         try:
             async for event in _watch(self.store, rtype, request, self._predicate(request)):
-                if tables.wants_table(request.headers.get("Accept", "")) and event["type"] != "ERROR":
+                if not as_table:  # a stored change is serialized once, however many watchers send it
+                    yield event.wire if isinstance(event, Event) else event
+                    continue
+                kind, obj = (
+                    (event.type, event.obj) if isinstance(event, Event) else (event["type"], event["object"])
+                )
+                if kind == "ERROR":
+                    yield event
+                else:
                     include = request.params.get("includeObject", "Metadata")
                     rv = str(self.store.revision)
-                    yield {**event, "object": tables.table(rtype, [event["object"]], rv, include)}
-                else:
-                    yield event
+                    yield {"type": kind, "object": tables.table(rtype, [obj], rv, include)}
         finally:
             self.active_watches[rtype.plural] -= 1
 
@@ -253,10 +292,68 @@ class ApiServerEmulator(kmock.KubernetesEmulator):
         return openapi.group_version_doc(self.registry, request.url.path.removeprefix("/openapi/v3/"))
 
 
+def _sees(view: dsl.View, request: kmock.Request) -> bool:
+    """Whether a reaction's view contains the request being served, asking about it alone.
+
+    Filters, priorities and and/or/not groups decide per request; only the views that depend on
+    the history (slices like `[:1]`, live streams) replay it, through kmock's own `in`."""
+    if isinstance(view, dsl.Root):
+        seen = view._requests  # the root records a request at index request.id before serving it
+        return (request.id < len(seen) and seen[request.id] is request) or any(r is request for r in seen)
+    if type(view) is dsl.Filter:
+        return _sees(view._source, request) and _admits(view.criteria, request)
+    if type(view) is dsl.Priority:
+        return _sees(view._source, request)
+    if type(view) is dsl.OrGroup:
+        return any(_sees(source, request) for source in view._sources)
+    if type(view) is dsl.AndGroup:
+        return all(_sees(source, request) for source in view._sources)
+    if type(view) is dsl.Exclusion:
+        return _sees(view._source, request) and not any(_sees(e, request) for e in view._exclusions)
+    return request in view
+
+
+# id(criteria) -> (the criteria, kept so that the id stays its own; its `_form`).
+_FORMS: dict[int, tuple[filtering.Criteria, str]] = {}
+
+
+def _form(criteria: filtering.Criteria) -> str:
+    """What `_admits` can decide by comparing enums: "method" (an HTTP method, maybe with a path),
+    "action" (a K8s action alone), or "" (kmock's matching decides)."""
+    if id(criteria) not in _FORMS:
+        form = ""
+        if isinstance(criteria, filtering.HTTPCriteria | filtering.K8sCriteria):
+            fields = attrs.fields(type(criteria))
+            given = {f.name for f in fields if getattr(criteria, f.name) is not ...}
+            if type(criteria) is filtering.HTTPCriteria and isinstance(criteria.method, enums.method):
+                form = "method" if given <= {"method", "path"} else ""
+            elif type(criteria) is filtering.K8sCriteria and isinstance(criteria.action, enums.action):
+                form = "action" if given == {"action"} else ""
+        _FORMS[id(criteria)] = (criteria, form)
+    return _FORMS[id(criteria)][1]
+
+
+def _admits(criteria: filtering.Criteria, request: kmock.Request) -> bool:
+    """`criteria(request)`; for the criteria the emulator's own reactions use (an HTTP method with a
+    path, a K8s action) by comparing enums, which is what kmock's matching of one enum member
+    against another amounts to, instead of its general matching by names and values."""
+    form = _form(criteria)
+    if form == "method" and isinstance(request.method, enums.method):
+        assert isinstance(criteria, filtering.HTTPCriteria)
+        return criteria.method == request.method and (
+            criteria.path is ... or criteria._check(criteria.path, request.url.path, glob=True)
+        )
+    if form == "action" and (request.action is None or isinstance(request.action, enums.action)):
+        assert isinstance(criteria, filtering.K8sCriteria)
+        return criteria.action == request.action
+    return bool(criteria(request))
+
+
 async def _watch(
     store: Store, rtype: ResourceType, request: kmock.Request, predicate: selectors.Predicate
-) -> AsyncIterator[Obj]:
-    """Watch events as kube sends them: initial ADDEDs (unless resuming), then changes."""
+) -> AsyncIterator[Obj | Event]:
+    """Watch events as kube sends them: initial ADDEDs (unless resuming), then changes (as the
+    store's `Event`s; the rest as event dicts)."""
     params = request.params
     namespace = request.namespace if rtype.namespaced else None
     loop = asyncio.get_running_loop()
@@ -293,7 +390,7 @@ async def _watch(
                 and (namespace is None or ns == namespace)
                 and predicate(event.obj)
             ):
-                yield {"type": event.type, "object": event.obj}
+                yield event
         wait = _BOOKMARK_INTERVAL if deadline is None else min(_BOOKMARK_INTERVAL, deadline - loop.time())
         if wait <= 0:
             return

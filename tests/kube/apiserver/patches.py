@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 from typing import Any
 
@@ -18,10 +17,14 @@ APPLY = "application/apply-patch+yaml"
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch (`null` deletes; lists are replaced)."""
+    """RFC 7386 JSON merge patch (`null` deletes; lists are replaced).
+
+    Only the patched path is copied: the result shares everything else with `target` (and the
+    values it takes from `patch`), so neither may be changed afterwards; the store's snapshots
+    and parsed request bodies never are."""
     if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = copy.deepcopy(target) if isinstance(target, dict) else {}
+        return patch
+    result = dict(target) if isinstance(target, dict) else {}
     for key, value in patch.items():
         if value is None:
             result.pop(key, None)

@@ -6,6 +6,7 @@ validated and tables rendered from its printer columns.
 
 from __future__ import annotations
 
+import functools
 import os
 import pathlib
 from dataclasses import dataclass, field
@@ -52,8 +53,9 @@ class ResourceType:
     def has_status(self) -> bool:
         return "status" in self.subresources
 
-    @property
+    @functools.cached_property
     def key(self) -> kmock.resource:
+        """The store's key for the type (made once: building a kmock.resource is not cheap)."""
         return kmock.resource(self.group, self.version, self.plural)
 
     def crd_version(self) -> dict[str, Any]:

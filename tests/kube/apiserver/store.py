@@ -1,9 +1,14 @@
 """The write path of the emulated API server: metadata bookkeeping, admission, GC, the event log.
 
-Objects live in kmock's `ObjectsArray` (so tests can assert on `emulator.objects[...]` and their
-history); this module decides what a create/update/delete does to them, the way kube-apiserver
-and its garbage collector would, and records every change with a global resourceVersion for
-watches to replay from.
+Objects are recorded in kmock's `ObjectsArray` (so tests can assert on `emulator.objects[...]` and
+their history; writes go through `Store`); this module decides what a create/update/delete does to
+them, the way kube-apiserver and its garbage collector would, and records every change with a
+global resourceVersion for watches to replay from.
+
+Stored states are snapshots, never changed once recorded: the object array, the index, the event
+log and every reader share them instead of each holding a deep copy (copying on each read, write
+and watch event was most of the emulator's CPU). Whoever changes an object builds a new one;
+`get` and `list` return snapshots that callers must not change.
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import copy
 import datetime
+import functools
+import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,8 +26,9 @@ from typing import Any
 import kmock
 
 from tests.kube.apiserver import errors
+from tests.kube.apiserver.admission import Admission
+from tests.kube.apiserver.index import Index
 from tests.kube.apiserver.registry import Registry, ResourceType
-from tests.support import crd_schema, crd_validation
 
 Obj = dict[str, Any]
 Key = tuple[kmock.resource, str | None, str]
@@ -36,9 +44,25 @@ class Event:
     type: str  # ADDED | MODIFIED | DELETED
     obj: Obj
 
+    @functools.cached_property
+    def wire(self) -> bytes:
+        """The watch-stream line, serialized once however many watchers send it."""
+        return json.dumps({"type": self.type, "object": self.obj}).encode() + b"\n"
+
+
+# Inside Store's body `list` is its method, so annotations there use these.
+Objs = list[Obj]
+Events = list[Event]
+Doomed = list[tuple[ResourceType, Key]]
+
 
 def now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _thaw(obj: Obj) -> Obj:
+    """A copy of a snapshot whose top level and metadata may be changed (the rest is shared)."""
+    return {**obj, "metadata": dict(obj["metadata"])}
 
 
 def _spec_part(obj: Obj, rtype: ResourceType) -> Obj:
@@ -56,6 +80,8 @@ class Store:
         self.compacted_rv = 0  # watches from at or before this revision get 410 Gone
         self._changed = asyncio.Event()
         self.watch_epoch = 0
+        self.index = Index()
+        self._admissions: dict[tuple[str, str, str], Admission] = {}
         namespaces = self.registry.get("", "v1", "namespaces")
         assert namespaces is not None
         for name in _SYSTEM_NAMESPACES:
@@ -64,19 +90,18 @@ class Store:
     # --- reading -------------------------------------------------------------------------------
 
     def get(self, rtype: ResourceType, namespace: str | None, name: str) -> Obj | None:
-        key = (rtype.key, namespace if rtype.namespaced else None, name)
-        if key not in self.objects or self.objects[key].deleted:
-            return None
-        return copy.deepcopy(self.objects[key].raw)
+        """The object's snapshot (do not change it), or None."""
+        return self.index.live.get((rtype.key, namespace if rtype.namespaced else None, name))
 
     def list(
         self, rtype: ResourceType, namespace: str | None, predicate: Callable[[Obj], bool] = lambda _: True
-    ) -> list[Obj]:
-        found = []
-        for (res, ns, _), obj in self.objects.items():
-            in_scope = res == rtype.key and not obj.deleted and (namespace is None or ns == namespace)
-            if in_scope and predicate(obj.raw):
-                found.append(copy.deepcopy(obj.raw))
+    ) -> Objs:
+        """Snapshots (do not change them) in scope and matching, ordered by namespace and name."""
+        found = [
+            obj
+            for (_, ns, _), obj in self.index.of_resource(rtype.key)
+            if (namespace is None or ns == namespace) and predicate(obj)
+        ]
         return sorted(found, key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"]))
 
     def end_watches(self) -> None:
@@ -89,7 +114,7 @@ class Store:
         """An event set at the next change; grab it before reading the log to miss nothing."""
         return self._changed
 
-    def events_since(self, rv: int) -> list[Event]:
+    def events_since(self, rv: int) -> Events:
         if rv < self.compacted_rv:
             raise errors.gone(f"too old resource version: {rv} ({self.compacted_rv + 1})")
         lo, hi = 0, len(self.log)
@@ -109,15 +134,20 @@ class Store:
     # --- writing -------------------------------------------------------------------------------
 
     def _record(self, rtype: ResourceType, key: Key, kind: str, obj: Obj) -> None:
+        """Store `obj` as the snapshot of `key` (from now on nobody changes it) and log the event."""
         if kind == "ADDED" and (key not in self.objects):
-            self.objects[key] = copy.deepcopy(obj)
+            self.objects[key] = obj
         elif kind == "ADDED":
-            self.objects[key].create(copy.deepcopy(obj))
+            self.objects[key].create(obj)
         elif kind == "MODIFIED":
-            self.objects[key].history.append(copy.deepcopy(obj))
+            self.objects[key].history.append(obj)
         else:
             self.objects[key].delete()
-        self.log.append(Event(self.revision, rtype.key, kind, copy.deepcopy(obj)))
+        if kind == "DELETED":
+            self.index.remove(key)
+        else:
+            self.index.put(key, obj)
+        self.log.append(Event(self.revision, rtype.key, kind, obj))
         if len(self.log) > _LOG_LIMIT:
             self.compacted_rv = self.log[_LOG_LIMIT // 2].rv
             del self.log[: _LOG_LIMIT // 2 + 1]
@@ -145,22 +175,28 @@ class Store:
                 f"unable to create new content in namespace {namespace} because it is being terminated",
             )
 
+    def _admission(self, crd: Obj, version: str) -> Admission:
+        """The CRD version's prepared admission; a changed CRD has a new resourceVersion, so a new one."""
+        key = (crd["metadata"]["uid"], crd["metadata"]["resourceVersion"], version)
+        if key not in self._admissions:
+            self._admissions[key] = Admission(crd, version)
+        return self._admissions[key]
+
     def _admit(self, rtype: ResourceType, obj: Obj, old: Obj | None) -> Obj:
-        """Prune, default and validate a custom resource, as the CRD handler does."""
+        """Prune, default and validate a custom resource, as the CRD handler does.
+
+        The result is a new object sharing nothing with `obj`, ready to become a snapshot."""
         if rtype.crd is None:
-            return obj
-        schema = crd_schema.version_schema(rtype.crd, rtype.version)
-        pruned, _ = crd_schema.prune(schema, obj)
-        crd_schema.apply_defaults(schema, pruned)
-        problems = crd_validation.validate(rtype.crd, rtype.version, pruned, old)
+            result: Obj = copy.deepcopy(obj)
+            return result
+        pruned, problems = self._admission(rtype.crd, rtype.version).admit(obj, old)
         if problems:
             raise errors.invalid(rtype, obj["metadata"].get("name", ""), problems)
-        result: Obj = pruned
-        return result
+        return pruned
 
     def create(self, rtype: ResourceType, namespace: str | None, body: Obj) -> Obj:
-        obj = copy.deepcopy(body)
-        meta = obj.setdefault("metadata", {})
+        obj = dict(body)  # admission makes the deep copy; until then only these two levels change
+        meta = obj["metadata"] = dict(obj.get("metadata") or {})
         if not meta.get("name") and meta.get("generateName"):
             meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
         name = meta.get("name")
@@ -196,7 +232,7 @@ class Store:
         obj = self._admit(rtype, obj, None)
         self._bump(obj)
         self._record(rtype, (rtype.key, namespace, name), "ADDED", obj)
-        return copy.deepcopy(obj)
+        return obj
 
     def update(
         self, rtype: ResourceType, namespace: str | None, name: str, body: Obj, subresource: str | None = None
@@ -207,14 +243,15 @@ class Store:
         sent_rv = (body.get("metadata") or {}).get("resourceVersion")
         if sent_rv and sent_rv != current["metadata"]["resourceVersion"]:
             raise errors.conflict(rtype, name)
+        # Only the top level and metadata of `new` change before admission copies it.
         if subresource == "status":
-            new = copy.deepcopy(current)
+            new = _thaw(current)
             if "status" in body:
-                new["status"] = copy.deepcopy(body["status"])
+                new["status"] = body["status"]
             else:
                 new.pop("status", None)
         else:
-            new = copy.deepcopy(body)
+            new = dict(body)
             new["metadata"] = dict(new.get("metadata") or {})
             if rtype.has_status:
                 new.pop("status", None)
@@ -254,17 +291,19 @@ class Store:
         self._bump(new)
         self._record(rtype, (rtype.key, namespace if rtype.namespaced else None, name), "MODIFIED", new)
         if meta.get("deletionTimestamp") and not meta.get("finalizers"):
+            new = _thaw(new)  # the MODIFIED snapshot keeps its resourceVersion
             self._remove(rtype, new)
         self.collect_garbage()
-        return copy.deepcopy(new)
+        return new
 
     def delete(
         self, rtype: ResourceType, namespace: str | None, name: str, options: Obj | None = None
     ) -> Obj:
         options = options or {}
-        current = self.get(rtype, namespace, name)
-        if current is None:
+        stored = self.get(rtype, namespace, name)
+        if stored is None:
             raise errors.not_found(rtype, name)
+        current = _thaw(stored)
         pre = options.get("preconditions") or {}
         meta = current["metadata"]
         if (pre.get("uid") and pre["uid"] != meta["uid"]) or (
@@ -304,59 +343,49 @@ class Store:
             obj,
         )
 
+    def _rtype(self, key: Key) -> ResourceType | None:
+        return self.registry.get(key[0].group, key[0].version, key[0].plural)
+
     def _orphan(self, owner_uid: str) -> None:
-        for rtype, obj in self._all():
+        for key in self.index.dependents(owner_uid):
+            rtype, obj = self._rtype(key), self.index.live[key]
+            if rtype is None:
+                continue
             refs = obj["metadata"].get("ownerReferences") or []
             kept = [r for r in refs if r.get("uid") != owner_uid]
             if len(kept) != len(refs):
-                obj["metadata"]["ownerReferences"] = kept
-                self.update(rtype, obj["metadata"].get("namespace"), obj["metadata"]["name"], obj)
+                body = {**obj, "metadata": {**obj["metadata"], "ownerReferences": kept}}
+                self.update(rtype, key[1], key[2], body)
 
-    def _all(self) -> list[tuple[ResourceType, Obj]]:
-        types = {t.key: t for t in self.registry}
-        return [
-            (types[res], copy.deepcopy(obj.raw))
-            for (res, _, _), obj in list(self.objects.items())
-            if not obj.deleted and res in types
-        ]
+    def _doomed(self) -> Doomed:
+        """Live objects not yet being deleted whose owners are all gone or whose namespace terminates."""
+        keys = self.index.take_suspects()
+        for namespace in sorted(self.index.terminating):
+            keys += self.index.in_namespace(namespace)
+        doomed: Doomed = []
+        for key in dict.fromkeys(keys):
+            obj, rtype = self.index.live[key], self._rtype(key)
+            if rtype is None or obj["metadata"].get("deletionTimestamp"):
+                continue
+            if self.index.orphaned(obj) or (rtype.namespaced and key[1] in self.index.terminating):
+                doomed.append((rtype, key))
+        return doomed
 
     def collect_garbage(self) -> None:
-        """Background GC: delete dependents whose owners are all gone; empty terminating namespaces."""
+        """Background GC: delete dependents whose owners are all gone; empty terminating namespaces.
+
+        It looks only at what a write could have affected (the index's suspects and the contents of
+        terminating namespaces), not at every stored object."""
+        ns_type = self.registry.get("", "v1", "namespaces")
+        assert ns_type is not None
         while True:
-            everything = self._all()
-            uids = {obj["metadata"]["uid"] for _, obj in everything}
-            terminating = {
-                obj["metadata"]["name"]
-                for rtype, obj in everything
-                if rtype.kind == "Namespace" and obj["metadata"].get("deletionTimestamp")
-            }
-            doomed = [
-                (rtype, obj)
-                for rtype, obj in everything
-                if not obj["metadata"].get("deletionTimestamp")
-                and (
-                    _orphaned(obj, uids)
-                    or (rtype.namespaced and obj["metadata"].get("namespace") in terminating)
-                )
-            ]
-            for rtype, obj in doomed:
-                self.delete(rtype, obj["metadata"].get("namespace"), obj["metadata"]["name"])
-            emptied = [
-                (rtype, obj)
-                for rtype, obj in everything
-                if obj["metadata"]["name"] in terminating
-                and rtype.kind == "Namespace"
-                and not any(
-                    t.namespaced and o["metadata"].get("namespace") == obj["metadata"]["name"]
-                    for t, o in self._all()
-                )
-            ]
-            for rtype, obj in emptied:
-                self._remove(rtype, obj)
+            doomed = self._doomed()
+            for rtype, key in doomed:
+                obj = self.index.live.get(key)
+                if obj is not None and not obj["metadata"].get("deletionTimestamp"):  # a cascade may be first
+                    self.delete(rtype, key[1], key[2])
+            emptied = [name for name in sorted(self.index.terminating) if not self.index.in_namespace(name)]
+            for name in emptied:
+                self._remove(ns_type, _thaw(self.index.live[ns_type.key, None, name]))
             if not doomed and not emptied:
                 return
-
-
-def _orphaned(obj: Obj, live_uids: set[str]) -> bool:
-    refs = obj["metadata"].get("ownerReferences") or []
-    return bool(refs) and all(ref.get("uid") not in live_uids for ref in refs)
