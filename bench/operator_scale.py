@@ -116,6 +116,18 @@ class SampledOperator(OperatorProcess):
         cpu = proc.cpu_times()
         return {"cpu_s": cpu.user + cpu.system, "rss_bytes": proc.memory_info().rss}
 
+    def wait_quiet(self, *, below: float = 0.05, window_s: float = 1.0, timeout_s: float = WAIT_S) -> bool:
+        """Wait until the operator uses less than `below` of a core over `window_s`: its backlog is done."""
+        deadline = time.monotonic() + timeout_s
+        last = self.usage()["cpu_s"]
+        while time.monotonic() < deadline:
+            self._stop.wait(window_s)  # a sampling window under a deadline
+            now = self.usage()["cpu_s"]
+            if now - last < below * window_s:
+                return True
+            last = now
+        return False
+
     def stop(self) -> None:
         self._stop.set()
         super().stop()
@@ -243,6 +255,11 @@ def _measure(api: Any, operator: SampledOperator, namespace: str, fleets: int) -
     complete = _wait_count("every RayService", observer.added["rs"], len(created))
     reconciled_s = max(observer.added["rs"].values(), default=started) - started
     _log(f"all RayServices exist after {reconciled_s:.1f}s")
+    # The paced sample measures the steady state: first let the operator finish the creates' backlog
+    # (each fleet's first status write, kopf's bookkeeping), and time that too.
+    quiet = operator.wait_quiet()
+    settled_s = time.monotonic() - started
+    _log(f"operator quiet after {settled_s:.1f}s" if quiet else "operator still busy at the deadline")
     after_create = operator.usage()
     apps = ["falcon3-1b", "qwen-0-5b"]
     patched: dict[str, float] = {}
@@ -272,6 +289,8 @@ def _measure(api: Any, operator: SampledOperator, namespace: str, fleets: int) -
         "create_s": round(create_s, 2),
         "reconcile_latency": _latencies(created, observer.added["rs"]),
         "reconcile_throughput_per_s": round(len(observer.added["rs"]) / reconciled_s, 2),
+        "settled_s": round(settled_s, 2),
+        "settled": quiet,
         "status_propagation_paced": _latencies(
             {n: patched[n] for n in paced_names}, {n: observer.ready[n] for n in paced_names}
         ),

@@ -127,6 +127,7 @@ def operator(body: dict[str, Any]) -> str:
             f"{w['reconcile_latency']['p50_ms']} / {w['reconcile_latency']['p99_ms']}",
         ],
         ["reconcile throughput (fleets/s)", w["reconcile_throughput_per_s"]],
+        ["operator idle again (every fleet's status written) after s", w.get("settled_s")],
         [
             f"status propagation, paced ({body['config']['pace_s']} s apart) p50 / p99 ms",
             f"{w['status_propagation_paced']['p50_ms']} / {w['status_propagation_paced']['p99_ms']}",

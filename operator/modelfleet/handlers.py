@@ -52,14 +52,14 @@ def configure(settings: kopf.OperatorSettings, logger: Logger, **_: Any) -> None
     logger.info("ModelFleet operator ready (default serving image %s)", image)
 
 
-def _run(fleet: dict[str, Any], logger: Logger) -> Outcome:
+def _run(fleet: dict[str, Any], logger: Logger, rayservice: dict[str, Any] | None = None) -> Outcome:
     def emit(kind: str, reason: str, message: str) -> None:
         kopf.event(cast(kopf.Body, fleet), type=kind, reason=reason, message=message)
 
     started = time.perf_counter()
     result = "error"
     try:
-        outcome = _reconciler().reconcile(fleet, emit)
+        outcome = _reconciler().reconcile(fleet, emit, rayservice=rayservice)
         result = outcome.action
     finally:
         metrics.observe_reconcile(result, time.perf_counter() - started)
@@ -91,7 +91,7 @@ def fleet_deleted(body: kopf.Body, **_: Any) -> None:
 
 
 @kopf.on.event(RAY_GROUP, RAY_VERSION, RAY_PLURAL, labels={FLEET_LABEL: kopf.PRESENT})
-def rayservice_changed(body: kopf.Body, logger: Logger, **_: Any) -> None:
+def rayservice_changed(body: kopf.Body, type: str | None, logger: Logger, **_: Any) -> None:
     """KubeRay wrote a status, someone edited or deleted the RayService: reconcile its fleet."""
     meta = body.get("metadata") or {}
     namespace, owner = meta.get("namespace") or "default", (meta.get("labels") or {}).get(FLEET_LABEL)
@@ -100,7 +100,9 @@ def rayservice_changed(body: kopf.Body, logger: Logger, **_: Any) -> None:
     fleet = _reconciler().get_fleet(namespace, owner)
     if fleet is None or (fleet.get("metadata") or {}).get("deletionTimestamp"):
         return  # the fleet is gone: the garbage collector takes the RayService
-    _run(fleet, logger)
+    # The event carries the live RayService (unless it is gone): no need to read it again.
+    gone = type == "DELETED" or bool(meta.get("deletionTimestamp"))
+    _run(fleet, logger, rayservice=None if gone else dict(body))
 
 
 @kopf.on.probe(id="fleets")

@@ -9,6 +9,9 @@ with backoff), permanent ones become a `Failed` status with the API's message an
 from __future__ import annotations
 
 import copy
+import json
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,6 +31,8 @@ from modelfleet.status import fleet_status, status_document
 RAY_GROUP, RAY_VERSION, RAY_PLURAL = "ray.io", "v1", "rayservices"
 # Statuses worth retrying: conflicts, throttling, and the server or its proxies being unwell.
 TRANSIENT_STATUSES = {409, 429, 500, 502, 503, 504}
+# Rendered fleets kept (10-20 KB of JSON each); beyond it the least recently reconciled is rendered again.
+PLAN_CACHE_SIZE = 1024
 
 EventSink = Callable[[str, str, str], None]  # (type Normal|Warning, reason, message)
 
@@ -98,6 +103,40 @@ class Reconciler:
     def __init__(self, api: CustomObjectsApi, *, default_image: str = DEFAULT_IMAGE) -> None:
         self.api = api
         self.default_image = default_image
+        # spec key -> (the rendered RayService as JSON, or None; problems). JSON: compact, and loading it
+        # gives each caller its own copy faster than a deep copy would.
+        self._plans: OrderedDict[str, tuple[str | None, list[Problem]]] = OrderedDict()
+        self._plans_lock = threading.Lock()
+
+    def plan(self, fleet: dict[str, Any]) -> tuple[dict[str, Any] | None, list[Problem]]:
+        """(the RayService to apply, problems): the fleet validated and rendered, or None and why not.
+
+        Memoized on what they depend on (name, namespace, spec; the image default is fixed per process):
+        most reconciles follow a status change of the RayService and see a spec already rendered, and
+        validation (CEL) plus rendering are most of the operator's CPU. The caller gets its own copy.
+        """
+        meta = fleet.get("metadata") or {}
+        inputs = {
+            "apiVersion": fleet.get("apiVersion"),
+            "kind": fleet.get("kind"),
+            "metadata": {key: meta[key] for key in ("name", "namespace") if key in meta},
+            "spec": fleet.get("spec"),
+        }
+        key = json.dumps(inputs, sort_keys=True, default=str)
+        with self._plans_lock:
+            found = self._plans.get(key)
+            if found is not None:
+                self._plans.move_to_end(key)
+        if found is None:
+            parsed, problems = validate_fleet(json.loads(key))
+            desired = None if parsed is None else render(parsed, default_image=self.default_image)
+            found = (None if desired is None else json.dumps(desired), problems)
+            with self._plans_lock:
+                self._plans[key] = found
+                while len(self._plans) > PLAN_CACHE_SIZE:
+                    self._plans.popitem(last=False)
+        rendered, problems = found
+        return (None if rendered is None else json.loads(rendered)), list(problems)
 
     def _get(self, group: str, version: str, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         """One custom object, or None when it does not exist."""
@@ -115,30 +154,41 @@ class Reconciler:
     def get_fleet(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self._get(GROUP, VERSION, PLURAL, namespace, name)
 
-    def reconcile(self, fleet: dict[str, Any], emit: EventSink) -> Outcome:
-        """Bring the owned RayService and the fleet's status in line with the fleet."""
+    def reconcile(
+        self, fleet: dict[str, Any], emit: EventSink, *, rayservice: dict[str, Any] | None = None
+    ) -> Outcome:
+        """Bring the owned RayService and the fleet's status in line with the fleet.
+
+        `rayservice` is the live RayService when the caller has just received it (a watch event): one
+        read less. A stale copy is harmless: a replace then fails on its resourceVersion and is retried.
+        """
         metadata = fleet["metadata"]
         namespace, name = metadata.get("namespace") or "default", metadata["name"]
         try:
-            return self._reconcile(fleet, namespace, name, emit)
+            return self._reconcile(fleet, namespace, name, emit, rayservice)
         except (ApiException, HTTPError, OSError) as error:
             if _is_transient(error):
                 raise _temporary(error, f"reconciling ModelFleet {namespace}/{name}") from error
             raise
 
-    def _reconcile(self, fleet: dict[str, Any], namespace: str, name: str, emit: EventSink) -> Outcome:
-        document = {key: value for key, value in fleet.items() if key != "status"}
-        parsed, problems = validate_fleet(copy.deepcopy(document))
-        current = self.get_rayservice(namespace, name)
+    def _reconcile(
+        self,
+        fleet: dict[str, Any],
+        namespace: str,
+        name: str,
+        emit: EventSink,
+        rayservice: dict[str, Any] | None,
+    ) -> Outcome:
+        desired, problems = self.plan(fleet)
+        current = rayservice if rayservice is not None else self.get_rayservice(namespace, name)
         events: list[tuple[str, str, str]] = []
         action = "unchanged"
-        if parsed is None:
+        if desired is None:
             action = "invalid"
             summary = "; ".join(str(p) for p in problems)
             if not _already_invalid_for(fleet.get("status") or {}, summary):
                 events.append(("Warning", "Invalid", f"spec is invalid, RayService left as it is: {summary}"))
         else:
-            desired = render(parsed, default_image=self.default_image)
             kopf.adopt(desired, owner=cast(kopf.Body, fleet))
             try:
                 current, action = self._apply(desired, current, fleet)

@@ -23,10 +23,13 @@ def _program(rule: str) -> Any:
     return _ENV.program(_ENV.compile(rule))
 
 
-def rule_holds(rule: str, value: Any) -> bool:
-    """True when the rule evaluates to true with `self` bound to value; errors count as failures."""
+def rule_holds(rule: str, value: Any, *, converted: Any = None) -> bool:
+    """True when the rule evaluates to true with `self` bound to value; errors count as failures.
+
+    `converted` is `value` already turned into CEL values, when the caller checks several rules on it.
+    """
     try:
-        result = _program(rule).evaluate({"self": json_to_cel(value)})
+        result = _program(rule).evaluate({"self": json_to_cel(value) if converted is None else converted})
     except CELEvalError:
         return False
     return isinstance(result, celpy.celtypes.BoolType) and bool(result)
@@ -42,8 +45,10 @@ def _names(value: Any) -> Any:
 def evaluate(schema: dict[str, Any], value: Any, path: str = "") -> list[Problem]:
     """Every broken rule under this schema node, with the field path the rule points at."""
     problems: list[Problem] = []
-    for entry in schema.get("x-kubernetes-validations", []):
-        if not rule_holds(entry["rule"], value):
+    rules = schema.get("x-kubernetes-validations", [])
+    converted = json_to_cel(value) if rules else None
+    for entry in rules:
+        if not rule_holds(entry["rule"], value, converted=converted):
             field_path = entry.get("fieldPath", "")
             problems.append(Problem(path + field_path, _names(lookup(value, field_path)), entry["message"]))
     if isinstance(value, dict):

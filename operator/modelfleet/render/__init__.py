@@ -19,6 +19,8 @@ from modelfleet.yamlio import dump
 
 DEFAULT_IMAGE = "ghcr.io/modelfleet/modelfleet-serving:0.1.0"
 FLEET_LABEL = "modelfleet.dev/fleet"
+# libyaml's safe loader when PyYAML has it (the operator parses every render back: ~10x faster).
+SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 _TEMPLATES = jinja2.Environment(
     loader=jinja2.PackageLoader("modelfleet.render", "templates"),
@@ -61,7 +63,7 @@ def render(fleet: ModelFleet, *, default_image: str = DEFAULT_IMAGE) -> dict[str
         pod_security=cluster.POD_SECURITY,
         container_security=cluster.CONTAINER_SECURITY,
     )
-    rendered: dict[str, Any] = yaml.safe_load(text)
+    rendered: dict[str, Any] = yaml.load(text, Loader=SAFE_LOADER)
     return rendered
 
 
