@@ -12,6 +12,12 @@ from serving_app.args import ModelAppArgs
 # Serve's defaults look back 30 s and smooth decisions; for a model that must wake from zero on the
 # first request and for bursty LLM traffic we want decisions on recent load.
 LOOK_BACK_PERIOD_S = 10.0
+# How often handles and replicas push their queue lengths to Serve's controller (default 10 s; Ray 2.60
+# still reads it from this field, marked deprecated in favour of env vars it does not read yet). A handle
+# that queues a request for a model at zero replicas pushes at once, but that push carries only the
+# points recorded so far, which after an earlier sleep average to 0; the wake then waited for the next
+# periodic push: 9.5 s measured (docs/benchmarks.md). Every 0.5 s bounds it; a few small RPCs a second.
+METRICS_INTERVAL_S = 0.5
 # Queue depth per replica slot before Serve rejects with 503 (BackPressureError): deep enough to
 # absorb a burst while a replica wakes, bounded so an overload answers instead of hanging.
 QUEUE_SLOTS_PER_ONGOING_REQUEST = 4
@@ -27,6 +33,7 @@ def autoscaling_config(args: ModelAppArgs) -> dict[str, Any]:
         "upscale_delay_s": r.upscale_delay_s,
         "downscale_delay_s": r.downscale_delay_s,
         "look_back_period_s": LOOK_BACK_PERIOD_S,
+        "metrics_interval_s": METRICS_INTERVAL_S,
     }
     if r.initial is not None:
         config["initial_replicas"] = r.initial

@@ -20,7 +20,7 @@ from modelfleet import yamlio
 from modelfleet.api.v1alpha1 import ModelFleet, ModelFleetStatus
 from modelfleet.api.validation import validate_fleet
 from modelfleet.localray import RayHead, start_head, stop_head, wait_for
-from modelfleet.render.cluster import HIGH_THROUGHPUT_ENV, SERVE_ENV
+from modelfleet.render.cluster import HIGH_THROUGHPUT_ENV
 from modelfleet.render.serve_config import API_KEY_ENV, serve_config
 from modelfleet.status import fleet_status
 
@@ -92,7 +92,7 @@ def network_is_private() -> bool:
 
 
 def _head_env(fleet: ModelFleet, *, high_throughput: bool) -> dict[str, str]:
-    env = dict(SERVE_ENV)
+    env: dict[str, str] = {}
     if fleet.spec.api_key is not None:
         key = os.environ.get(API_KEY_ENV)
         if not key:
@@ -182,6 +182,10 @@ def _follow(local: LocalFleet, *, timeout_s: float, out: TextIO) -> None:
 
     try:
         wait_for("the models to load", settled, timeout_s=timeout_s, every_s=1.0)
+        # The models can settle (at zero replicas, say) before the router answers: `up` returns when the
+        # unified endpoint is routed by whatever fronts HTTP (Serve's proxy, or HAProxy).
+        remaining = max(1.0, timeout_s - (time.monotonic() - started))
+        wait_for("the unified endpoint", lambda: "/" in local.head.routes(), timeout_s=remaining)
     except TimeoutError as error:
         raise LocalError(f"{error}; `modelfleet status` shows where each model is") from error
 

@@ -90,6 +90,15 @@ class RayHead:
         found: dict[str, Any] = self.request("GET", "/api/serve/applications/")
         return found
 
+    def routes(self) -> dict[str, Any]:
+        """The HTTP front's route table (`GET /-/routes`: prefix -> application); empty until it answers."""
+        try:
+            with urllib.request.urlopen(self.serve_url + "/-/routes", timeout=5) as response:
+                found = json.loads(response.read() or b"{}")
+        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError, ValueError):
+            return {}
+        return found if isinstance(found, dict) else {}
+
     def reachable(self) -> bool:
         try:
             self.request("GET", "/api/serve/applications/", timeout_s=5)

@@ -129,5 +129,3 @@ def test_high_throughput_off_keeps_the_standard_path() -> None:
     for pod in pods(render(ModelFleet.model_validate(raw))):
         names = {e["name"] for e in pod["spec"]["containers"][0]["env"]}
         assert not names & {"RAY_SERVE_ENABLE_HA_PROXY", "RAY_SERVE_LLM_ENABLE_DIRECT_STREAMING"}
-        # The wake-from-zero setting is not part of the switch.
-        assert "RAY_SERVE_AUTOSCALING_METRIC_RECORD_INTERVAL_FACTOR" in names

@@ -15,16 +15,6 @@ RAY_GID = 100
 # How long an idle worker is kept before the autoscaler removes it (GPU nodes cost money).
 IDLE_TIMEOUT_SECONDS = 60
 
-# Always set: waking a model from zero within a second. A handle that queues a request for a deployment
-# at zero replicas pushes its metrics at once, but the push carries the queue lengths recorded so far over
-# the look-back window (every look_back_period_s x 0.2 = 2 s by default), so after an earlier sleep its
-# average is still 0 and the autoscaler waits for the next periodic push, 10 s later (measured: 9.5 s).
-# Recording every 0.1 s and pushing every 0.5 s bounds that wait; the cost is a few small RPCs a second.
-SERVE_ENV = {
-    "RAY_SERVE_AUTOSCALING_METRIC_RECORD_INTERVAL_FACTOR": "0.01",
-    "RAY_SERVE_HANDLE_AUTOSCALING_METRIC_PUSH_INTERVAL_S": "0.5",
-}
-
 # Ray Serve's high-throughput mode (DESIGN §4): HAProxy instead of the Python proxy, gRPC between
 # replicas, and direct streaming (each model's server is its own HTTP ingress; serving_app/server.py adds
 # our auth, /healthz and /v1/infer to it). The HAProxy files go to /tmp, which is writable.
@@ -61,7 +51,7 @@ def _number(value: float) -> str:
 
 def env(spec: ModelFleetSpec) -> list[dict[str, Any]]:
     """Environment of every Ray container. Secrets appear only as secretKeyRef."""
-    out: list[dict[str, Any]] = [{"name": name, "value": value} for name, value in sorted(SERVE_ENV.items())]
+    out: list[dict[str, Any]] = []
     if spec.model_cache is not None:
         out.append({"name": "HF_HOME", "value": spec.model_cache.mount_path})
     if spec.hugging_face_token is not None:
