@@ -160,7 +160,10 @@ def up(
     head.save(state)
     yamlio_path = state.with_suffix(".fleet.yaml")
     yamlio_path.write_text(yamlio.dump(document), encoding="utf-8")
-    head.deploy(local_serve_config(fleet, head.serve_port))
+    try:
+        head.deploy(local_serve_config(fleet, head.serve_port))
+    except RuntimeError as error:
+        raise LocalError(str(error)) from None
     local = LocalFleet(document=document, head=head)
     _follow(local, timeout_s=timeout_s, out=out)
     return local
@@ -183,9 +186,10 @@ def _follow(local: LocalFleet, *, timeout_s: float, out: TextIO) -> None:
     try:
         wait_for("the models to load", settled, timeout_s=timeout_s, every_s=1.0)
         # The models can settle (at zero replicas, say) before the router answers: `up` returns when the
-        # unified endpoint is routed by whatever fronts HTTP (Serve's proxy, or HAProxy).
+        # unified endpoint answers through whatever fronts HTTP. Serve's route table is not enough: HAProxy
+        # lists a route before its health check has passed a replica, and queues requests until then.
         remaining = max(1.0, timeout_s - (time.monotonic() - started))
-        wait_for("the unified endpoint", lambda: "/" in local.head.routes(), timeout_s=remaining)
+        wait_for("the unified endpoint", local.head.answers_healthz, timeout_s=remaining)
     except TimeoutError as error:
         raise LocalError(f"{error}; `modelfleet status` shows where each model is") from error
 

@@ -81,23 +81,33 @@ class RayHead:
             raw = response.read()
         return json.loads(raw) if raw else None
 
-    def deploy(self, serve_config: dict[str, Any]) -> None:
-        """PUT a serveConfigV2 document, as KubeRay does on every change."""
-        self.request("PUT", "/api/serve/applications/", serve_config)
+    def deploy(self, serve_config: dict[str, Any], *, timeout_s: float = 120) -> None:
+        """PUT a serveConfigV2 document, as KubeRay does on every change (and, like KubeRay, again after a
+        5xx: a dashboard that has just started can answer 500 while Serve's controller comes up)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                self.request("PUT", "/api/serve/applications/", serve_config)
+                return
+            except urllib.error.HTTPError as error:
+                if error.code < 500 or time.monotonic() > deadline:
+                    detail = error.read().decode(errors="replace").strip()[-500:]
+                    reason = f"{error}: {detail}"
+                    raise RuntimeError(f"the Ray dashboard refused the Serve config: {reason}") from None
+            time.sleep(1)  # a retry interval under the deadline above
 
     def details(self) -> dict[str, Any]:
         """Serve's `GET /api/serve/applications/` body: per-application status, deployments, replicas."""
         found: dict[str, Any] = self.request("GET", "/api/serve/applications/")
         return found
 
-    def routes(self) -> dict[str, Any]:
-        """The HTTP front's route table (`GET /-/routes`: prefix -> application); empty until it answers."""
+    def answers_healthz(self) -> bool:
+        """The fleet's unified endpoint answers `GET /healthz` (the router's, open without a key)."""
         try:
-            with urllib.request.urlopen(self.serve_url + "/-/routes", timeout=5) as response:
-                found = json.loads(response.read() or b"{}")
-        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError, ValueError):
-            return {}
-        return found if isinstance(found, dict) else {}
+            with urllib.request.urlopen(self.serve_url + "/healthz", timeout=5) as response:
+                return bool(response.status == 200)
+        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+            return False
 
     def reachable(self) -> bool:
         try:
