@@ -19,6 +19,7 @@ from typing import Any
 from bench import servers
 from bench.load import MAX_TOKENS, PROMPT, run_cell
 from bench.stats import median
+from modelfleet import local
 
 CONCURRENCY = (1, 8, 32)
 ROUNDS = 2
@@ -36,14 +37,24 @@ BASELINES = ((BARE, "bare"), (STOCK, "ray_serve_llm"), (STOCK_HT, "ray_serve_llm
 RATIO_METRICS = ("requests_per_s", "output_tokens_per_s", "ttft_p50_ms", "latency_p50_ms")
 
 
-def _starters(model_dir: Path, work_dir: Path) -> list[Callable[[], contextlib.AbstractContextManager[Any]]]:
-    return [
-        lambda: servers.bare_vllm(model_dir, work_dir),
-        lambda: servers.stock_ray_serve_llm(model_dir),
-        lambda: servers.stock_ray_serve_llm(model_dir, high_throughput=True),
-        lambda: servers.modelfleet(model_dir, work_dir),
-        lambda: servers.modelfleet(model_dir, work_dir, high_throughput=False),
-    ]
+Starter = Callable[[], contextlib.AbstractContextManager[Any]]
+
+
+def _starters(model_dir: Path, work_dir: Path) -> dict[str, Starter]:
+    """What to start, in round order, by name; high-throughput ones only in a private network namespace."""
+    fast = local.network_is_private()
+    if not fast:
+        _log("no private network namespace: high-throughput systems skipped (see scripts/private-net.sh)")
+    starters: dict[str, Starter] = {
+        "bare-vllm": lambda: servers.bare_vllm(model_dir, work_dir),
+        "ray-serve-llm": lambda: servers.stock_ray_serve_llm(model_dir),
+        "ray-serve-llm-ht": lambda: servers.stock_ray_serve_llm(model_dir, high_throughput=True),
+        "modelfleet": lambda: servers.modelfleet(model_dir, work_dir),
+        "modelfleet-standard": lambda: servers.modelfleet(model_dir, work_dir, high_throughput=False),
+    }
+    if not fast:
+        del starters["ray-serve-llm-ht"], starters["modelfleet"]
+    return starters
 
 
 def _log(message: str) -> None:
@@ -56,7 +67,7 @@ def run(
     cells: list[dict[str, Any]] = []
     startups: list[dict[str, Any]] = []
     for round_no in range(1, rounds + 1):
-        for start in _starters(model_dir, work_dir):
+        for start in _starters(model_dir, work_dir).values():
             with start() as running:
                 _log(f"round {round_no}: {running.name} up in {running.startup_s:.1f}s")
                 startups.append({"round": round_no, "server": running.name, "startup_s": running.startup_s})
@@ -153,6 +164,8 @@ def ratios(table: list[dict[str, Any]]) -> list[dict[str, Any]]:
 @contextlib.contextmanager
 def only(which: str, model_dir: Path, work_dir: Path) -> Iterator[Any]:
     """One server by name, for profiling sessions by hand."""
-    names = ["bare-vllm", "ray-serve-llm", "ray-serve-llm-ht", "modelfleet", "modelfleet-standard"]
-    with _starters(model_dir, work_dir)[names.index(which)]() as running:
+    starters = _starters(model_dir, work_dir)
+    if which not in starters:
+        raise SystemExit(f"{which}: not available here (high-throughput needs scripts/private-net.sh)")
+    with starters[which]() as running:
         yield running
