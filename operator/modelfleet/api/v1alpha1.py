@@ -316,7 +316,7 @@ class ModelFleetSpec(ApiModel):
         default=True,
         description="Ray Serve's high-throughput mode on every Ray pod: HAProxy instead of the Python "
         "proxy, gRPC between replicas, and each model's server as its own HTTP ingress (direct "
-        "streaming). 2-3.5x the throughput of the standard path in docs/benchmarks.md. HAProxy and the "
+        "streaming). 1.7-2.3x the throughput of the standard path in docs/benchmarks.md. HAProxy and the "
         "replicas then listen on all pod interfaces (only the Serve port is on the Service).",
     )
 
