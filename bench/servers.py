@@ -18,8 +18,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +26,7 @@ from typing import Any
 import yaml
 
 from modelfleet import local
-from modelfleet.localray import RAY_ENV, RayHead, free_port, start_head, stop_head, wait_for
+from modelfleet.localray import RAY_ENV, RayHead, free_port, http_ok, start_head, stop_head, wait_for
 from modelfleet.render.cluster import HIGH_THROUGHPUT_ENV
 
 MODEL = "tiny"
@@ -59,14 +57,6 @@ class Running:
     endpoints: list[Endpoint]
     startup_s: float
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-def _ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return bool(response.status == 200)
-    except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
-        return False
 
 
 def _end_process_tree(process: subprocess.Popen[bytes], grace_s: float = 20) -> None:
@@ -123,7 +113,7 @@ def bare_vllm(model_dir: Path, log_dir: Path) -> Iterator[Running]:
         def healthy() -> bool:
             if process.poll() is not None:
                 raise RuntimeError(f"bare vLLM exited with {process.returncode}; see {log_dir}/bare-vllm.log")
-            return _ok(f"http://127.0.0.1:{port}/health")
+            return http_ok(f"http://127.0.0.1:{port}/health")
 
         wait_for("bare vLLM /health", healthy, timeout_s=START_TIMEOUT_S)
         base = f"http://127.0.0.1:{port}"

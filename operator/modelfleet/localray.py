@@ -43,6 +43,15 @@ def free_port() -> int:
         return port
 
 
+def http_ok(url: str) -> bool:
+    """`GET url` answers 200 within 5 s."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+        return False
+
+
 def wait_for(what: str, probe: Callable[[], T | None], *, timeout_s: float, every_s: float = 0.5) -> T:
     """Poll `probe` until it returns something other than None or False; TimeoutError at the deadline."""
     deadline = time.monotonic() + timeout_s
@@ -103,11 +112,7 @@ class RayHead:
 
     def answers_healthz(self) -> bool:
         """The fleet's unified endpoint answers `GET /healthz` (the router's, open without a key)."""
-        try:
-            with urllib.request.urlopen(self.serve_url + "/healthz", timeout=5) as response:
-                return bool(response.status == 200)
-        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
-            return False
+        return http_ok(self.serve_url + "/healthz")
 
     def reachable(self) -> bool:
         try:
