@@ -36,6 +36,8 @@ _APP_STATES: dict[str, ModelState] = {
     "DELETING": "Pending",
 }
 _SERVING: set[str] = {"Ready", "ScaledToZero"}
+# Ready-condition reasons with which KubeRay stops working on a RayService until it changes.
+_KUBERAY_FAILURES = ("ValidationFailed", "InitializingTimeout")
 
 
 def clean_message(text: str) -> str:
@@ -57,9 +59,15 @@ def _model_names(fleet: Mapping[str, Any]) -> list[str]:
 
 
 def _app_statuses(rayservice: Mapping[str, Any] | None) -> dict[str, Mapping[str, Any]]:
+    """Application statuses of the cluster that serves, or, before any does, of the one being built:
+    KubeRay reports a new RayService's applications under `pendingServiceStatus` until its cluster is
+    promoted to active. During an upgrade the active cluster still serves, so its statuses count."""
     status = (rayservice or {}).get("status") or {}
     active = status.get("activeServiceStatus") or {}
-    return dict(active.get("applicationStatuses") or {})
+    if active.get("rayClusterName") or active.get("applicationStatuses"):
+        return dict(active.get("applicationStatuses") or {})
+    pending = status.get("pendingServiceStatus") or {}
+    return dict(pending.get("applicationStatuses") or {})
 
 
 def _details_state(app: Mapping[str, Any]) -> tuple[ModelState | None, int | None]:
@@ -97,9 +105,29 @@ def model_status(name: str, app: Mapping[str, Any] | None, details: Mapping[str,
     return ModelStatus(name=name, state=state, replicas=replicas, message=message)
 
 
-def _condition_true(rayservice: Mapping[str, Any] | None, kind: str) -> bool:
+def _rs_condition(rayservice: Mapping[str, Any] | None, kind: str) -> Mapping[str, Any] | None:
     conditions = ((rayservice or {}).get("status") or {}).get("conditions") or []
-    return any(c.get("type") == kind and c.get("status") == "True" for c in conditions)
+    return next((c for c in conditions if c.get("type") == kind), None)
+
+
+def _condition_true(rayservice: Mapping[str, Any] | None, kind: str) -> bool:
+    found = _rs_condition(rayservice, kind)
+    return found is not None and found.get("status") == "True"
+
+
+def kuberay_failure(rayservice: Mapping[str, Any] | None) -> str:
+    """KubeRay's reason for giving up on the RayService ("" when it has not): it refused the spec
+    (ValidationFailed) or the cluster never came up in time (InitializingTimeout)."""
+    ready = _rs_condition(rayservice, "Ready")
+    if ready is None or ready.get("status") == "True" or ready.get("reason") not in _KUBERAY_FAILURES:
+        return ""
+    return clean_message(f"KubeRay {ready.get('reason')}: {ready.get('message') or ''}".strip())
+
+
+def _serve_endpoints_missing(rayservice: Mapping[str, Any] | None) -> bool:
+    """KubeRay reports the RayService not ready (no serve endpoint behind the Service). Only a RayService
+    KubeRay has written status for can say so; the local backend passes none."""
+    return _rs_condition(rayservice, "Ready") is not None and not _condition_true(rayservice, "Ready")
 
 
 def _phase(models: Sequence[ModelStatus], rayservice: Mapping[str, Any] | None, invalid: bool) -> FleetPhase:
@@ -107,12 +135,19 @@ def _phase(models: Sequence[ModelStatus], rayservice: Mapping[str, Any] | None, 
         return "Invalid"
     if rayservice is None:
         return "Pending"
+    if kuberay_failure(rayservice):
+        return "Failed"
     if _condition_true(rayservice, "UpgradeInProgress"):
         return "Upgrading"
     states = [m.state for m in models]
     serving = sum(1 for s in states if s in _SERVING)
     if states and serving == len(states):
-        return "Ready"
+        # Every application runs, but requests reach them only through serve endpoints: never Ready
+        # while KubeRay counts none (still initializing, or they dropped to zero).
+        if not _serve_endpoints_missing(rayservice):
+            return "Ready"
+        reason = (_rs_condition(rayservice, "Ready") or {}).get("reason")
+        return "Degraded" if reason == "ZeroServeEndpoints" else "Deploying"
     if states and all(s == "Failed" for s in states):
         return "Failed"
     if any(s in ("Failed", "Unhealthy") for s in states):
@@ -159,10 +194,13 @@ def fleet_status(
     phase = "Failed" if apply_error and not invalid else _phase(models, rayservice, invalid)
     serving = sum(1 for m in models if m.state in _SERVING)
     troubled = [m for m in models if m.state in ("Failed", "Unhealthy")]
+    refused = kuberay_failure(rayservice)
     if invalid:
         message = str(problems[0]) + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
     elif apply_error:
         message = apply_error
+    elif refused:
+        message = refused
     elif troubled:
         message = f"{troubled[0].name}: {troubled[0].message or troubled[0].state}"
     else:

@@ -91,9 +91,57 @@ def test_scaled_to_zero_counts_as_ready_from_serve_details() -> None:
             },
         }
     }
-    status = fleet_status(FLEET, rayservice({}), details, now="t")
+    # The local backend (`modelfleet status`) has Serve's details and no KubeRay status.
+    status = fleet_status(FLEET, {}, details, now="t")
     assert [(m.state, m.replicas) for m in status.models] == [("Ready", 1), ("ScaledToZero", 0)]
     assert (status.phase, status.ready) == ("Ready", "2/2")
+
+
+def test_running_applications_without_serve_endpoints_are_not_ready() -> None:
+    running = {"a": app("RUNNING"), "b": app("RUNNING")}
+    initializing = rayservice(running)
+    initializing["status"]["conditions"][0]["reason"] = "Initializing"
+    status = fleet_status(FLEET, initializing, now="t")
+    assert (status.phase, status.ready) == ("Deploying", "2/2")
+    dropped = rayservice(running)
+    dropped["status"]["conditions"][0]["reason"] = "ZeroServeEndpoints"
+    assert fleet_status(FLEET, dropped, now="t").phase == "Degraded"
+    assert fleet_status(FLEET, rayservice(running, ready=True), now="t").phase == "Ready"
+
+
+def test_kuberay_refusing_the_rayservice_fails_the_fleet_with_its_message() -> None:
+    refused = rayservice({})
+    refused["status"]["conditions"][0].update(
+        reason="ValidationFailed", message="The RayService spec is invalid: spec.rayClusterConfig.x"
+    )
+    status = fleet_status(FLEET, refused, now="t")
+    assert status.phase == "Failed"
+    assert (
+        status.message == "KubeRay ValidationFailed: The RayService spec is invalid: spec.rayClusterConfig.x"
+    )
+    timed_out = rayservice({})
+    timed_out["status"]["conditions"][0].update(reason="InitializingTimeout", message="not ready in 10m")
+    assert fleet_status(FLEET, timed_out, now="t").phase == "Failed"
+
+
+def test_a_new_rayservice_reports_the_pending_clusters_applications() -> None:
+    """KubeRay keeps a new RayService's applications under pendingServiceStatus until it promotes the
+    cluster; during an upgrade the active cluster's applications are the ones serving."""
+    new = {
+        "status": {
+            "conditions": [{"type": "Ready", "status": "False", "reason": "Initializing"}],
+            "activeServiceStatus": {},
+            "pendingServiceStatus": {
+                "rayClusterName": "chat-x",
+                "applicationStatuses": {"a": app("RUNNING"), "b": app("DEPLOYING")},
+            },
+        }
+    }
+    assert [m.state for m in fleet_status(FLEET, new, now="t").models] == ["Ready", "Deploying"]
+    upgrading = rayservice({"a": app("RUNNING"), "b": app("RUNNING")}, ready=True, upgrading=True)
+    upgrading["status"]["activeServiceStatus"]["rayClusterName"] = "chat-x"
+    upgrading["status"]["pendingServiceStatus"] = {"applicationStatuses": {"a": app("DEPLOYING")}}
+    assert [m.state for m in fleet_status(FLEET, upgrading, now="t").models] == ["Ready", "Ready"]
 
 
 def test_invalid_spec_names_the_field_and_keeps_models() -> None:
