@@ -120,6 +120,22 @@ CASES: list[tuple[str, Callable[[Doc], None], str, str]] = [
     ("replicas-min-negative", replicas(min=-1), "spec.models[0].replicas.min", "schema"),
     ("replicas-min-above-max", replicas(min=3, max=2), "spec.models[0].replicas.min", "cel"),
     ("replicas-max-zero", replicas(min=0, max=0), "spec.models[0].replicas.max", "schema"),
+    # The CRD stores no defaults inside list items (GitOps: see modelfleet.api.crd); CEL must read an
+    # absent field as its default: max defaults to 1, maxOngoingRequests to 64, accelerator to gpu.
+    ("replicas-min-above-default-max", replicas(min=2), "spec.models[0].replicas.min", "cel"),
+    (
+        "target-ongoing-above-default-max",
+        replicas(targetOngoingRequests=100),
+        "spec.models[0].replicas.maxOngoingRequests",
+        "cel",
+    ),
+    ("gpus-zero-on-default-accelerator", model(1, gpus=0), "spec.models[1].gpus", "cel"),
+    (
+        "min-workers-above-default-max",
+        lambda d: d["spec"]["workers"][0].pop("maxWorkers") and d["spec"]["workers"][0].update(minWorkers=5),
+        "spec.workers[0].minWorkers",
+        "cel",
+    ),
     (
         "max-ongoing-below-target",
         replicas(targetOngoingRequests=16, maxOngoingRequests=4),

@@ -2,11 +2,19 @@
 
 pydantic writes JSON Schema (2020-12); Kubernetes wants a *structural* OpenAPI v3 schema: no `$ref`, no
 `anyOf` with null, no `additionalProperties: false`, booleans for exclusive bounds, no titles. This module
-does exactly that translation and nothing else, so the CRD never drifts from the models.
+does that translation, so the CRD never drifts from the models, and one adjustment for GitOps:
+
+Defaults inside list items (`models[]`, `workers[]`) stay out of the CRD. The API server would write them
+into the stored list, and client-side `kubectl apply` (or Argo CD's diff) compares lists whole: every
+apply of the unchanged file would then say `configured` and Argo CD would show the fleet OutOfSync
+forever. The operator applies those defaults itself (the pydantic models), their descriptions say
+them, and CEL rules read an absent field as its default.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 from pydantic import BaseModel
@@ -96,8 +104,58 @@ def structural_schema(model: type[BaseModel]) -> dict[str, Any]:
     return result
 
 
+# `self.models.all(m, ...)`: the macro binds `m` to the items of `self.models`.
+_MACRO_BINDING = re.compile(r"\bself\.(\w+)\.(?:all|exists|exists_one|map|filter)\(\s*(\w+)\s*,")
+# `m.gpus` as a value (not `has(m.gpus)`, not a method call `m.gpus.size()` nor `self.models.all(`).
+_FIELD_READ = re.compile(r"(?<!has\()\b(\w+)\.(\w+)\b(?!\s*[(.])")
+
+
+def _defaults_of(schema: dict[str, Any]) -> dict[str, Any]:
+    return {name: prop["default"] for name, prop in schema.get("properties", {}).items() if "default" in prop}
+
+
+def _cel_literal(value: Any) -> str:
+    if isinstance(value, str):
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return json.dumps(value)  # bools, ints and floats (300.0 stays a double) read the same in CEL
+
+
+def _read_defaults(rule: str, bindings: dict[str, dict[str, Any]]) -> str:
+    """`rule` with every read of a defaulted field F of a bound variable V as `(has(V.F) ? V.F : default)`."""
+
+    def replace(match: re.Match[str]) -> str:
+        var, name = match.groups()
+        defaults = bindings.get(var) or {}
+        if name not in defaults:
+            return match.group(0)
+        return f"(has({var}.{name}) ? {var}.{name} : {_cel_literal(defaults[name])})"
+
+    return _FIELD_READ.sub(replace, rule)
+
+
+def lift_list_item_defaults(node: dict[str, Any], in_list: bool = False) -> None:
+    """Remove `default`s below array items (in place): CEL rules read them instead, descriptions say them."""
+    item_defaults = {
+        name: _defaults_of(prop.get("items") or {}) for name, prop in node.get("properties", {}).items()
+    }
+    for rule in node.get("x-kubernetes-validations", []):
+        bindings = {"self": _defaults_of(node) if in_list else {}}
+        for prop, var in _MACRO_BINDING.findall(rule["rule"]):
+            bindings[var] = item_defaults.get(prop, {})
+        rule["rule"] = _read_defaults(rule["rule"], bindings)
+    for prop in node.get("properties", {}).values():
+        lift_list_item_defaults(prop, in_list)
+        if in_list and "default" in prop:
+            default = prop.pop("default")
+            prop["description"] = f"{prop.get('description', '')} Default: {json.dumps(default)}.".strip()
+    if isinstance(node.get("items"), dict):
+        lift_list_item_defaults(node["items"], in_list=True)
+
+
 def build_crd() -> dict[str, Any]:
     """The CustomResourceDefinition for ModelFleet, as a dict ready to dump to YAML."""
+    spec = structural_schema(api.ModelFleetSpec)
+    lift_list_item_defaults(spec)
     root = {
         "type": "object",
         "description": api.ModelFleet.__doc__,
@@ -106,7 +164,7 @@ def build_crd() -> dict[str, Any]:
             "apiVersion": {"type": "string", "description": "modelfleet.dev/v1alpha1"},
             "kind": {"type": "string", "description": "ModelFleet"},
             "metadata": {"type": "object"},
-            "spec": structural_schema(api.ModelFleetSpec),
+            "spec": spec,
             "status": structural_schema(api.ModelFleetStatus),
         },
         "x-kubernetes-validations": [
