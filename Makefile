@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 EXTRAS ?= operator,serving,cpu,dev
 
 .DEFAULT_GOAL := help
-.PHONY: help install test lint typecheck hadolint unit crds golden demo dev-apiserver test-cluster bench bench-serving bench-wake bench-operator clean
+.PHONY: help install control-plane test lint typecheck hadolint unit crds golden demo dev-cluster test-cluster bench bench-serving bench-wake bench-operator clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -31,7 +31,11 @@ hadolint: ## lint the Dockerfiles
 unit: ## the pure unit tests only (seconds)
 	$(BIN)/pytest tests/unit -q
 
-test: lint typecheck hadolint ## everything CI runs: lint, types, Dockerfiles, all tests
+control-plane: ## build etcd, kube-apiserver, kube-controller-manager and KubeRay from their Go modules (cached)
+	$(PY) -m tests.cluster build
+
+# The binaries are built first, outside the private network namespace, which has no route to the Go proxy.
+test: lint typecheck hadolint control-plane ## everything CI runs: lint, types, Dockerfiles, all tests
 	scripts/private-net.sh $(BIN)/pytest -q
 
 crds: ## regenerate crds/ from the API models
@@ -44,12 +48,12 @@ golden: ## regenerate the golden RayServices (review the diff!)
 demo: install ## the main job: a local fleet serving real requests (tiny models on CPU)
 	bash scripts/demo.sh
 
-dev-apiserver: ## a local test API server with the CRDs; prints a KUBECONFIG for kubectl
-	$(PY) -m tests.kube.apiserver --crd crds/modelfleets.modelfleet.dev.yaml
+dev-cluster: control-plane ## a local Kubernetes control plane with KubeRay and our CRD; prints export KUBECONFIG=...
+	$(PY) -m tests.cluster up
 
-test-cluster: ## the kube tests against the real cluster in $$KUBECONFIG
-	@test -n "$$KUBECONFIG" || { echo "set KUBECONFIG to a cluster with KubeRay's CRDs"; exit 2; }
-	MODELFLEET_TEST_CLUSTER=1 $(BIN)/pytest tests/kube/test_operator.py -q -m kube
+test-cluster: ## the kube tests against the cluster in $$KUBECONFIG (KubeRay installed)
+	@test -n "$$KUBECONFIG" || { echo "set KUBECONFIG to a cluster with KubeRay installed"; exit 2; }
+	MODELFLEET_TEST_CLUSTER=1 $(BIN)/pytest tests/kube -q -m kube
 
 bench: ## all benchmarks (~35 min on 2 cores); results in bench/results/, tables in docs/benchmarks.md
 	scripts/private-net.sh $(PY) -m bench all
@@ -60,8 +64,9 @@ bench-serving: ## serving overhead: bare vLLM vs stock Ray Serve LLM vs ModelFle
 bench-wake: ## wake from zero: request to first token, split by phase
 	scripts/private-net.sh $(PY) -m bench wake
 
-bench-operator: ## operator at scale against the test API server
+bench-operator: control-plane ## operator at scale against the local control plane
 	$(PY) -m bench operator
 
 clean: ## remove caches and local run state
 	rm -rf .pytest_cache .mypy_cache .ruff_cache .modelfleet build *.egg-info
+	@echo "built control-plane binaries stay in $${XDG_CACHE_HOME:-$$HOME/.cache}/modelfleet/bin"

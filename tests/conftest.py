@@ -1,8 +1,17 @@
-"""Options shared by every test folder."""
+"""Options and fixtures shared by every test folder."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
+
+from tests.cluster.controlplane import ControlPlane, running
+
+# `make test-cluster`: the kube tests use the cluster in $KUBECONFIG instead of the local control plane.
+ON_CLUSTER = os.environ.get("MODELFLEET_TEST_CLUSTER") == "1"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -12,3 +21,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=False,
         help="rewrite the golden RayServices in tests/unit/golden/ instead of comparing (review the diff)",
     )
+
+
+@pytest.fixture(scope="session")
+def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane | None]:
+    """The real local control plane (etcd, kube-apiserver, kube-controller-manager, KubeRay), one for the
+    whole run; None under `make test-cluster`, where the cluster in $KUBECONFIG stands in."""
+    if ON_CLUSTER:
+        if not os.environ.get("KUBECONFIG"):
+            pytest.skip("make test-cluster needs KUBECONFIG pointing at a cluster with KubeRay installed")
+        yield None
+        return
+    with running(tmp_path_factory.mktemp("control-plane")) as plane:
+        yield plane
+
+
+@pytest.fixture(scope="session")
+def kubeconfig(control_plane: ControlPlane | None) -> Path:
+    return control_plane.kubeconfig if control_plane is not None else Path(os.environ["KUBECONFIG"])

@@ -1,5 +1,5 @@
-"""One reconcile for a fleet, whatever woke it: validate -> render -> create or replace the owned RayService
--> compute status -> patch the fleet's status only when it changed.
+"""One reconcile for a fleet, whatever woke it: validate -> render -> server-side apply the owned RayService
+when it differs -> compute status -> patch the fleet's status only when it changed.
 
 Reads like KubeRay's `Reconcile`: fetch, validate, reconcile the child, calculate status, write status if it
 changed. Kubernetes API errors are never swallowed: transient ones become `kopf.TemporaryError` (kopf retries
@@ -8,7 +8,6 @@ with backoff), permanent ones become a `Failed` status with the API's message an
 
 from __future__ import annotations
 
-import copy
 import json
 import threading
 from collections import OrderedDict
@@ -29,6 +28,8 @@ from modelfleet.render import DEFAULT_IMAGE, render
 from modelfleet.status import fleet_status, status_document
 
 RAY_GROUP, RAY_VERSION, RAY_PLURAL = "ray.io", "v1", "rayservices"
+# Owner of the fields we render in server-side apply (managedFields); `kubectl ... --field-manager` names it.
+FIELD_MANAGER = "modelfleet-operator"
 # Statuses worth retrying: conflicts, throttling, and the server or its proxies being unwell.
 TRANSIENT_STATUSES = {409, 429, 500, 502, 503, 504}
 # Rendered fleets kept (10-20 KB of JSON each); beyond it the least recently reconciled is rendered again.
@@ -214,36 +215,38 @@ class Reconciler:
     def _apply(
         self, desired: dict[str, Any], current: dict[str, Any] | None, fleet: dict[str, Any]
     ) -> tuple[dict[str, Any], str]:
-        namespace, name = desired["metadata"]["namespace"], desired["metadata"]["name"]
-        if current is None:
-            created = self.api.create_namespaced_custom_object(
-                RAY_GROUP, RAY_VERSION, namespace, RAY_PLURAL, desired
+        """Server-side apply of the rendered RayService, when it is missing or differs from the live one.
+
+        Apply (field manager `modelfleet-operator`, conflicts forced) owns exactly the fields we render:
+        one of them edited by hand is set back, while what others add beside them (an Argo CD label, an
+        annotation, KubeRay's bookkeeping) stays. No resourceVersion is needed: the server merges.
+        """
+        if current is not None:
+            live_meta = current.get("metadata") or {}
+            in_line = (
+                is_subset(desired["spec"], current.get("spec"))
+                and is_subset(desired["metadata"]["labels"], live_meta.get("labels") or {})
+                and is_subset(desired["metadata"]["ownerReferences"], live_meta.get("ownerReferences") or [])
             )
-            return cast(dict[str, Any], created), "created"
-        live_meta = current.get("metadata") or {}
-        in_line = (
-            is_subset(desired["spec"], current.get("spec"))
-            and is_subset(desired["metadata"]["labels"], live_meta.get("labels") or {})
-            and is_subset(desired["metadata"]["ownerReferences"], live_meta.get("ownerReferences") or [])
+            if in_line:
+                return current, "unchanged"
+        metadata = desired["metadata"]
+        applied = self.api.patch_namespaced_custom_object(
+            RAY_GROUP,
+            RAY_VERSION,
+            metadata["namespace"],
+            RAY_PLURAL,
+            metadata["name"],
+            desired,
+            field_manager=FIELD_MANAGER,
+            force=True,
+            _content_type="application/apply-patch+yaml",  # JSON is YAML
         )
-        if in_line:
-            return current, "unchanged"
-        # Replace, not patch: a hand-added field inside our spec must go too. The resourceVersion makes a
-        # concurrent writer win cleanly (409 -> retried) instead of being overwritten.
-        replacement = copy.deepcopy(desired)
-        replacement["metadata"]["resourceVersion"] = live_meta.get("resourceVersion")
-        replacement["metadata"]["labels"] = {
-            **(live_meta.get("labels") or {}),
-            **desired["metadata"]["labels"],
-        }
-        if live_meta.get("annotations"):
-            replacement["metadata"]["annotations"] = live_meta["annotations"]
-        replaced = self.api.replace_namespaced_custom_object(
-            RAY_GROUP, RAY_VERSION, namespace, RAY_PLURAL, name, replacement
-        )
+        if current is None:
+            return cast(dict[str, Any], applied), "created"
         observed = (fleet.get("status") or {}).get("observedGeneration")
         drift = observed is not None and observed == fleet["metadata"].get("generation")
-        return cast(dict[str, Any], replaced), "drift-corrected" if drift else "updated"
+        return cast(dict[str, Any], applied), "drift-corrected" if drift else "updated"
 
     def _write_status(
         self,

@@ -1,5 +1,7 @@
-"""The kube test world: an API server (the emulator, or a real cluster for `make test-cluster`), real
-`kubectl`, and the operator running as a real process (`modelfleet operator`) that tests may kill."""
+"""The kube test world: the real local control plane (`control_plane` in tests/conftest.py: etcd,
+kube-apiserver, kube-controller-manager and the KubeRay operator; or the cluster in $KUBECONFIG for
+`make test-cluster`), real `kubectl`, and the operator running as a real process (`modelfleet operator`)
+that tests may kill. Each test module gets its own namespace and operator."""
 
 from __future__ import annotations
 
@@ -15,13 +17,10 @@ from typing import Any
 
 import pytest
 
-from tests.kube.apiserver import ApiServer, running_apiserver
 from tests.support.operator_process import OperatorProcess
 
 REPO = pathlib.Path(__file__).parents[2]
-CRD = REPO / "crds" / "modelfleets.modelfleet.dev.yaml"
 BIN = pathlib.Path(sys.executable).parent
-ON_CLUSTER = os.environ.get("MODELFLEET_TEST_CLUSTER") == "1"
 
 
 def wait_for(check: Callable[[], Any], timeout: float = 30, what: str = "condition") -> Any:
@@ -73,30 +72,6 @@ class Operator(OperatorProcess):
 
     def __init__(self, kube: Kube, log: pathlib.Path) -> None:
         super().__init__(kube.kubeconfig, kube.namespace, log)
-
-
-@pytest.fixture(scope="module")
-def apiserver() -> Iterator[ApiServer | None]:
-    """The emulated API server, or None on a real cluster (`make test-cluster`)."""
-    if ON_CLUSTER:
-        path = os.environ.get("KUBECONFIG")
-        if not path:
-            pytest.skip("make test-cluster needs KUBECONFIG pointing at a cluster with KubeRay's CRDs")
-        subprocess.run(
-            [str(BIN / "kubectl"), "apply", "-f", str(CRD)],
-            check=True,
-            timeout=60,
-            env={**os.environ, "KUBECONFIG": path},
-        )
-        yield None
-        return
-    with running_apiserver([CRD]) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def kubeconfig(apiserver: ApiServer | None) -> pathlib.Path:
-    return apiserver.kubeconfig_path if apiserver is not None else pathlib.Path(os.environ["KUBECONFIG"])
 
 
 @pytest.fixture(scope="module")

