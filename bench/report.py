@@ -117,53 +117,72 @@ def wake(body: dict[str, Any]) -> str:
     return f"{trials}\n\n{summary}"
 
 
-def operator(body: dict[str, Any]) -> str:
+def _operator_rows(body: dict[str, Any]) -> list[tuple[str, Any]]:
     w, f, o = body["with_operator"], body["floor"], body["with_operator"]["operator"]
-    rows = [
-        ["fleets created (sequential client)", f"{w['fleets']} in {w['create_s']} s"],
-        ["create call p50 / p99 ms", f"{w['create_calls']['p50_ms']} / {w['create_calls']['p99_ms']}"],
-        [
+    return [
+        ("fleets created (sequential client)", f"{w['fleets']} in {w['create_s']} s"),
+        ("create call p50 / p99 ms", f"{w['create_calls']['p50_ms']} / {w['create_calls']['p99_ms']}"),
+        (
             "reconcile latency p50 / p99 ms",
             f"{w['reconcile_latency']['p50_ms']} / {w['reconcile_latency']['p99_ms']}",
-        ],
-        ["reconcile throughput (fleets/s)", w["reconcile_throughput_per_s"]],
-        ["operator idle again (every fleet's status written) after s", w.get("settled_s")],
-        [
+        ),
+        ("reconcile throughput (fleets/s)", w["reconcile_throughput_per_s"]),
+        ("operator idle again (every fleet's status written) after s", w.get("settled_s")),
+        (
             f"status propagation, paced ({body['config']['pace_s']} s apart) p50 / p99 ms",
             f"{w['status_propagation_paced']['p50_ms']} / {w['status_propagation_paced']['p99_ms']}",
-        ],
-        [
+        ),
+        (
             "status propagation, burst p50 / p99 ms",
             f"{w['status_propagation_burst']['p50_ms']} / {w['status_propagation_burst']['p99_ms']}",
-        ],
-        ["status burst throughput (fleets/s)", w["status_burst_throughput_per_s"]],
-        [
+        ),
+        ("status burst throughput (fleets/s)", w["status_burst_throughput_per_s"]),
+        (
             "operator RSS idle / after creates / peak MB",
             f"{o['rss_idle_mb']} / {o['rss_after_create_mb']} / {o['rss_peak_mb']}",
-        ],
-        [
+        ),
+        (
             "operator CPU s: startup / creates / status",
             f"{o['cpu_s_startup']} / {o['cpu_s_create_phase']} / {o['cpu_s_status_phase']}",
-        ],
-        [
+        ),
+        (
             "operator CPU ms per fleet created / per status change",
             f"{o['cpu_ms_per_fleet_create']} / {o['cpu_ms_per_status_change']}",
-        ],
-        ["API server emulator CPU s over the same span (wall s)", f"{w['apiserver_cpu_s']} ({w['wall_s']})"],
-        ["floor: RayServices created directly (per s)", f["create_throughput_per_s"]],
-        ["floor: create call p50 / p99 ms", f"{f['create_call_p50_ms']} / {f['create_call_p99_ms']}"],
-        ["floor: status patches directly (per s)", f["status_patch_throughput_per_s"]],
-        [
+        ),
+        ("API server CPU s over the same span (wall s)", f"{w['apiserver_cpu_s']} ({w['wall_s']})"),
+        ("floor: RayServices created directly (per s)", f["create_throughput_per_s"]),
+        ("floor: create call p50 / p99 ms", f"{f['create_call_p50_ms']} / {f['create_call_p99_ms']}"),
+        ("floor: status patches directly (per s)", f["status_patch_throughput_per_s"]),
+        (
             "floor: status patch call p50 / p99 ms",
             f"{f['status_patch_call_p50_ms']} / {f['status_patch_call_p99_ms']}",
-        ],
+        ),
     ]
-    return _table(["metric", "value"], rows)
+
+
+def operator(body: dict[str, Any], emulator: dict[str, Any] | None = None) -> str:
+    """The operator at scale; beside it the run against the retired API server emulator, when kept."""
+    rows = _operator_rows(body)
+    if emulator is None:
+        return _table(["metric", "value"], [list(row) for row in rows])
+    before = dict(_operator_rows(emulator))
+    server = body["config"].get("server", "real control plane")
+    return _table(
+        ["metric", server, "emulator (kmock, retired)"],
+        [[name, value, before.get(name)] for name, value in rows],
+    )
 
 
 def render_all(results_dir: Path = RESULTS_DIR) -> str:
     parts = []
-    for part, render in (("serving", serving), ("wake", wake), ("operator", operator)):
+    for part, render in (("serving", serving), ("wake", wake)):
         if (results_dir / f"{part}.json").exists():
             parts.append(f"## {part}\n\n{render(results.read(part, results_dir))}\n")
+    if (results_dir / "operator.json").exists():
+        emulator = (
+            results.read("operator-emulator", results_dir)
+            if (results_dir / "operator-emulator.json").exists()
+            else None
+        )
+        parts.append(f"## operator\n\n{operator(results.read('operator', results_dir), emulator)}\n")
     return "\n".join(parts)

@@ -103,7 +103,15 @@ def cmd_operator(args: argparse.Namespace) -> int:
     if args.metrics_port:
         metrics.serve(args.metrics_port)
     kopf.configure(verbose=args.verbose)
+    settings = kopf.OperatorSettings()
+    # Named namespaces need no namespace listing, which the namespaced install's RBAC does not grant (and
+    # which kopf retried for about a minute at every start): watch exactly those. The price: a CRD that
+    # appears later (KubeRay installed after the operator) is noticed on the operator's next start.
+    settings.scanning.disabled = bool(args.namespace) and not any(
+        set(name) & set("*?[!") for name in args.namespace
+    )
     kopf.run(
+        settings=settings,
         standalone=True,
         clusterwide=not args.namespace,
         namespaces=args.namespace or (),

@@ -15,7 +15,8 @@ from pathlib import Path
 from types import FrameType
 
 from tests.cluster import binaries
-from tests.cluster.controlplane import REPO, ControlPlane
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def build() -> int:
@@ -27,6 +28,8 @@ def build() -> int:
 
 
 def up(state: Path | None, keep: bool) -> int:
+    from tests.cluster.controlplane import ControlPlane  # needs the venv; `build` runs on any Python 3.11
+
     root = state or Path(tempfile.mkdtemp(prefix="dev-cluster-", dir=REPO / ".modelfleet"))
     stop = threading.Event()
 

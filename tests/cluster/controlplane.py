@@ -327,9 +327,9 @@ class ControlPlane:
         return result.stdout
 
     def install_crds(self) -> None:
-        """Ours and KubeRay's, server-side applied (KubeRay's are too large for client-side apply's
-        annotation), then waited on until the API server serves them."""
-        crds = [*self.crds, *sorted(kuberay_crd_dir().glob("*.yaml"))] if self.with_kuberay else self.crds
+        """Ours and KubeRay's (also without the KubeRay process), server-side applied (KubeRay's are too
+        large for client-side apply's annotation), then waited on until the API server serves them."""
+        crds = [*self.crds, *sorted(kuberay_crd_dir().glob("*.yaml"))]
         for crd in crds:
             self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crd))
         names = [yaml.safe_load(crd.read_text())["metadata"]["name"] for crd in crds]

@@ -204,7 +204,7 @@ def test_the_cluster_role_grants_what_the_operator_uses_and_no_deletes() -> None
     assert granted("modelfleet.dev", "modelfleets") == {"get", "list", "watch", "patch"}
     assert granted("modelfleet.dev", "modelfleets/status") == {"patch"}
     # No delete: the garbage collector removes a RayService through its owner reference.
-    assert granted("ray.io", "rayservices") == {"get", "list", "watch", "create", "update", "patch"}
+    assert granted("ray.io", "rayservices") == {"get", "list", "watch", "create", "patch"}
     assert granted("", "events") == {"create"}
     assert granted("apiextensions.k8s.io", "customresourcedefinitions") == {"list", "watch"}
     assert all("delete" not in rule["verbs"] and "deletecollection" not in rule["verbs"] for rule in rules())
