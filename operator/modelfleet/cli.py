@@ -100,6 +100,8 @@ def cmd_operator(args: argparse.Namespace) -> int:
 
     if args.default_image:
         os.environ["MODELFLEET_DEFAULT_IMAGE"] = args.default_image
+    if args.no_serve_details:
+        os.environ["MODELFLEET_SERVE_DETAILS"] = "off"
     if args.metrics_port:
         metrics.serve(args.metrics_port)
     kopf.configure(verbose=args.verbose)
@@ -227,6 +229,12 @@ def build_parser() -> argparse.ArgumentParser:
     operator.add_argument("--liveness", help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
     operator.add_argument("--metrics-port", type=int, default=0, help="serve Prometheus metrics on this port")
     operator.add_argument("--default-image", help="serving image for fleets that set none")
+    operator.add_argument(
+        "--no-serve-details",
+        action="store_true",
+        help="status from KubeRay alone: do not read Serve's replicas from each fleet's dashboard "
+        "(then a model at zero replicas shows Ready, not ScaledToZero)",
+    )
     operator.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     operator.set_defaults(func=cmd_operator)
     return parser

@@ -19,8 +19,11 @@ from modelfleet import metrics
 from modelfleet.api.v1alpha1 import GROUP, PLURAL, VERSION
 from modelfleet.reconcile import RAY_GROUP, RAY_PLURAL, RAY_VERSION, Outcome, Reconciler
 from modelfleet.render import DEFAULT_IMAGE, FLEET_LABEL
+from modelfleet.serve_details import ServeDetails
 
 ANNOTATION_PREFIX = "modelfleet.dev"
+# How often a fleet's Serve details are read again when nothing else happened (scale to zero and back).
+SERVE_POLL_S = 10.0
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 _state: dict[str, Reconciler] = {}
 
@@ -48,8 +51,13 @@ def configure(settings: kopf.OperatorSettings, logger: Logger, **_: Any) -> None
     except config.ConfigException:
         config.load_kube_config()  # type: ignore[no-untyped-call]
     image = os.environ.get("MODELFLEET_DEFAULT_IMAGE", DEFAULT_IMAGE)
-    _state["reconciler"] = Reconciler(client.CustomObjectsApi(), default_image=image)
-    logger.info("ModelFleet operator ready (default serving image %s)", image)
+    details = ServeDetails() if serve_details_enabled() else None
+    _state["reconciler"] = Reconciler(client.CustomObjectsApi(), default_image=image, serve_details=details)
+    logger.info(
+        "ModelFleet operator ready (default serving image %s; Serve details %s)",
+        image,
+        "read from each fleet's dashboard" if details else "off",
+    )
 
 
 def _run(fleet: dict[str, Any], logger: Logger, rayservice: dict[str, Any] | None = None) -> Outcome:
@@ -103,6 +111,18 @@ def rayservice_changed(body: kopf.Body, type: str | None, logger: Logger, **_: A
     # The event carries the live RayService (unless it is gone): no need to read it again.
     gone = type == "DELETED" or bool(meta.get("deletionTimestamp"))
     _run(fleet, logger, rayservice=None if gone else dict(body))
+
+
+def serve_details_enabled() -> bool:
+    return os.environ.get("MODELFLEET_SERVE_DETAILS", "on") != "off"
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=SERVE_POLL_S, initial_delay=SERVE_POLL_S)
+def serve_changed(body: kopf.Body, logger: Logger, **_: Any) -> None:
+    """Serve scales a model to zero and back without KubeRay reporting it: look again on a period (a
+    status patch only when something changed)."""
+    if serve_details_enabled() and (body.get("status") or {}).get("rayService"):
+        _run(dict(body), logger)
 
 
 @kopf.on.probe(id="fleets")

@@ -25,6 +25,7 @@ from modelfleet.api.problems import Problem
 from modelfleet.api.v1alpha1 import GROUP, PLURAL, VERSION
 from modelfleet.api.validation import validate_fleet
 from modelfleet.render import DEFAULT_IMAGE, render
+from modelfleet.serve_details import Fetch, serving_cluster
 from modelfleet.status import fleet_status, status_document
 
 RAY_GROUP, RAY_VERSION, RAY_PLURAL = "ray.io", "v1", "rayservices"
@@ -101,9 +102,18 @@ def _is_transient(error: Exception) -> bool:
 class Reconciler:
     """Reconciles fleets with one Kubernetes client; `emit` posts Events on the fleet."""
 
-    def __init__(self, api: CustomObjectsApi, *, default_image: str = DEFAULT_IMAGE) -> None:
+    def __init__(
+        self,
+        api: CustomObjectsApi,
+        *,
+        default_image: str = DEFAULT_IMAGE,
+        serve_details: Fetch | None = None,
+    ) -> None:
+        """`serve_details(namespace, rayservice)` reads Serve's application details from the serving
+        cluster (replicas, scale to zero), or None; without it status rests on KubeRay's alone."""
         self.api = api
         self.default_image = default_image
+        self.serve_details = serve_details
         # spec key -> (the rendered RayService as JSON, or None; problems). JSON: compact, and loading it
         # gives each caller its own copy faster than a deep copy would.
         self._plans: OrderedDict[str, tuple[str | None, list[Problem]]] = OrderedDict()
@@ -256,9 +266,15 @@ class Reconciler:
         apply_error: str = "",
     ) -> tuple[dict[str, Any], bool]:
         previous = fleet.get("status") or {}
+        details = None
+        if self.serve_details is not None and not problems and serving_cluster(rayservice):
+            assert rayservice is not None
+            meta = rayservice["metadata"]
+            details = self.serve_details(meta.get("namespace") or "default", meta["name"])
         computed = fleet_status(
             fleet,
             rayservice,
+            details,
             problems=problems,
             apply_error=apply_error,
             previous=previous,

@@ -18,6 +18,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -32,6 +33,8 @@ import yaml
 
 from modelfleet.localray import free_port, wait_for
 from tests.cluster import binaries
+from tests.cluster.podnet import POD_CIDR
+from tests.cluster.podrunner import RUNNER_MARKER, sweep
 from tests.support.kuberay import kuberay_crd_dir
 
 REPO = Path(__file__).resolve().parents[2]
@@ -126,6 +129,12 @@ def _http_ok(url: str, *, token: str = "", context: ssl.SSLContext | None = None
         return False
 
 
+def _port_open(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+        return True
+    return False
+
+
 def _unverified() -> ssl.SSLContext:
     """For health probes of a loopback port whose self-signed certificate nobody else uses."""
     context = ssl.create_default_context()
@@ -137,9 +146,21 @@ def _unverified() -> ssl.SSLContext:
 class ControlPlane:
     """etcd + kube-apiserver + kube-controller-manager (+ KubeRay) under `root`, on 127.0.0.1."""
 
-    def __init__(self, root: Path, *, kuberay: bool = True, crds: Sequence[Path] = (OUR_CRD,)) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        kuberay: bool = True,
+        pods: bool = False,
+        pod_namespaces: str | None = None,
+        crds: Sequence[Path] = (OUR_CRD,),
+    ) -> None:
+        """`pods` starts the Ray pod runner (the kubelet's part for KubeRay's pods; needs the pod network,
+        see tests/cluster/podnet), for pods in namespaces matching the label selector `pod_namespaces`
+        (all when None)."""
         self.root = root
         self.with_kuberay = kuberay
+        self.with_pods = pods
         self.crds = list(crds)
         self.bin = binaries.ensure_all(
             ("etcd", "kube-apiserver", "kube-controller-manager", *(("kuberay-operator",) if kuberay else ()))
@@ -162,6 +183,14 @@ class ControlPlane:
             self.logs / "kube-controller-manager.log",
             lambda: _http_ok(f"https://127.0.0.1:{self.kcm_port}/healthz", context=_unverified()),
         )
+        self.proxy_port = free_port()
+        self.runner_id = secrets.token_hex(8)
+        self.pod_runner = Component(
+            "pod-runner",
+            lambda: self._pod_runner_command(pod_namespaces),
+            self.logs / "pod-runner.log",
+            lambda: _port_open(self.proxy_port),
+        )
         self.kuberay = Component(
             "kuberay-operator",
             self._kuberay_command,
@@ -169,6 +198,13 @@ class ControlPlane:
             lambda: _http_ok(f"http://127.0.0.1:{self.kuberay_probe_port}/readyz"),
             env={"KUBECONFIG": str(self.kubeconfig)},
         )
+        if pods:
+            # KubeRay reaches a head's dashboard by its Service's DNS name: through the runner's cluster-DNS
+            # proxy (Go honours HTTP_PROXY); pod IPs and the API server directly.
+            self.kuberay.env.update(
+                HTTP_PROXY=f"http://127.0.0.1:{self.proxy_port}",
+                NO_PROXY=f"127.0.0.1,localhost,{POD_CIDR}",
+            )
 
     # --- the flags, in one place -------------------------------------------------------------------------
 
@@ -231,6 +267,18 @@ class ControlPlane:
             f"--health-probe-bind-address=127.0.0.1:{self.kuberay_probe_port}",
             "--log-stdout-encoder=console",
         ]
+
+    def _pod_runner_command(self, namespaces: str | None) -> list[str]:
+        command = [
+            sys.executable,
+            "-m",
+            "tests.cluster.podrunner",
+            f"--kubeconfig={self.kubeconfig}",
+            f"--state={self.root / 'pods'}",
+            f"--proxy-port={self.proxy_port}",
+            f"--runner-id={self.runner_id}",
+        ]
+        return [*command, f"--namespace-selector={namespaces}"] if namespaces else command
 
     # --- readiness --------------------------------------------------------------------------------------
 
@@ -295,6 +343,8 @@ class ControlPlane:
             self._component_kubeconfig("admin").replace(self.kubeconfig)
             self.controller_manager.start()
             self.install_crds()
+            if self.with_pods:
+                self.pod_runner.start()
             if self.with_kuberay:
                 self.kuberay.env["KUBECONFIG"] = str(self._component_kubeconfig("kuberay-operator"))
                 self.kuberay.start()
@@ -305,8 +355,10 @@ class ControlPlane:
 
     def stop(self) -> None:
         """Stop everything this object started, clients before servers."""
-        for component in (self.kuberay, self.controller_manager, self.apiserver, self.etcd):
-            component.stop()
+        for component in (self.kuberay, self.pod_runner, self.controller_manager, self.apiserver, self.etcd):
+            component.stop(timeout_s=60)
+        # Whatever a pod left behind, even if the runner was killed: every pod process carries the marker.
+        sweep(f"{RUNNER_MARKER}={self.runner_id}".encode())
 
     def restart_apiserver(self) -> None:
         """Kill kube-apiserver and start it again on the same etcd data, port and certificate."""

@@ -16,14 +16,25 @@ BIN = Path(sys.executable).parent
 class OperatorProcess:
     """The operator watching one namespace of the API server in `kubeconfig`, logging to `log`."""
 
-    def __init__(self, kubeconfig: Path, namespace: str, log: Path) -> None:
+    def __init__(
+        self,
+        kubeconfig: Path,
+        namespace: str,
+        log: Path,
+        *,
+        args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
+    ) -> None:
+        """`args` are added to `modelfleet operator`; `env` to its environment (e.g. HTTP_PROXY, through
+        which it reaches fleets' dashboards by their Service names in the test cluster)."""
         self.kubeconfig, self.namespace, self.log = kubeconfig, namespace, log
+        self.args, self.env = args, env or {}
         self.process: subprocess.Popen[bytes] | None = None
         self.port = free_port()
 
     def start(self, timeout_s: float = 120) -> None:
         self.port = free_port()
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+        env = {**os.environ, **self.env, "KUBECONFIG": str(self.kubeconfig)}
         command = [
             str(BIN / "modelfleet"),
             "operator",
@@ -31,6 +42,7 @@ class OperatorProcess:
             self.namespace,
             "--liveness",
             f"http://127.0.0.1:{self.port}/healthz",
+            *self.args,
         ]
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)

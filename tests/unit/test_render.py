@@ -85,6 +85,10 @@ def test_every_pod_is_non_root_and_labelled(case: Path) -> None:
     assert rayservice["metadata"]["labels"][FLEET_LABEL] == fleet.metadata.name
     for pod in pods(rayservice):
         assert pod["metadata"]["labels"][FLEET_LABEL] == fleet.metadata.name
+        # KubeRay labels its pods app.kubernetes.io/name=kuberay and selects them by it (the RayService's
+        # head Service): a template label there would leave that Service without endpoints.
+        assert not {"app.kubernetes.io/name", "app.kubernetes.io/created-by"} & set(pod["metadata"]["labels"])
+        assert not [key for key in pod["metadata"]["labels"] if key.startswith("ray.io/")]
         assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
         for container in pod["spec"]["containers"]:
             assert container["securityContext"]["allowPrivilegeEscalation"] is False

@@ -40,6 +40,17 @@ def labels(fleet: ModelFleet) -> dict[str, str]:
     }
 
 
+# Labels KubeRay puts on Ray pods and selects them by: a pod template must not set them. (With
+# `app.kubernetes.io/name: modelfleet` on the pods, the RayService's head Service, which selects
+# `app.kubernetes.io/name: kuberay`, had no endpoint: caught by the end-to-end tests.)
+KUBERAY_POD_LABELS = ("app.kubernetes.io/name", "app.kubernetes.io/created-by")
+
+
+def pod_labels(fleet: ModelFleet) -> dict[str, str]:
+    """Labels for the Ray pods: the fleet's, minus the ones KubeRay owns on pods."""
+    return {key: value for key, value in labels(fleet).items() if key not in KUBERAY_POD_LABELS}
+
+
 def render(fleet: ModelFleet, *, default_image: str = DEFAULT_IMAGE) -> dict[str, Any]:
     """The RayService for a fleet, as a dict."""
     spec = fleet.spec
@@ -48,6 +59,7 @@ def render(fleet: ModelFleet, *, default_image: str = DEFAULT_IMAGE) -> dict[str
         name=fleet.metadata.name,
         namespace=fleet.metadata.namespace,
         labels=labels(fleet),
+        pod_labels=pod_labels(fleet),
         upgrade_strategy=spec.upgrade_strategy,
         serve_config_v2=serve_config_v2(spec),
         ray_version=cluster.RAY_VERSION,

@@ -1,0 +1,260 @@
+"""`kubectl apply` a ModelFleet -> the real KubeRay -> Ray pods as local processes -> OpenAI requests served,
+with the fleet's status true at every step. Every status transition seen here was written by KubeRay
+itself; the tests only drive kubectl and the openai SDK (and kill one Ray process, as a crash would).
+
+The tests run in file order on one fleet; each leaves it serving. Figures (seconds) are printed with `-s`
+and kept in `FIGURES` for the closing summary line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.cluster.podrunner import POD_MARKER, pod_processes
+from tests.e2e.conftest import ALWAYS_ON, READY_TIMEOUT_S, SLEEPY, Fleet
+from tests.e2e.truth import TruthSampler
+from tests.kube.conftest import wait_for
+
+pytestmark = [pytest.mark.e2e]
+FIGURES: dict[str, float] = {}
+# After a crash the fleet may say Ready until KubeRay notices (its 2 s resync) and the operator follows.
+DETECTION_S = 10.0
+
+
+def figure(name: str, seconds: float) -> None:
+    FIGURES[name] = round(seconds, 1)
+    print(f"[e2e] {name}: {seconds:.1f} s", flush=True)
+
+
+def serve_apps(fleet: Fleet) -> dict[str, Any]:
+    status = fleet.rayservice().get("status") or {}
+    apps: dict[str, Any] = (status.get("activeServiceStatus") or {}).get("applicationStatuses") or {}
+    return apps
+
+
+class Load:
+    """Requests to one model, back to back on a thread, counting failures (what a client would see)."""
+
+    def __init__(self, fleet: Fleet, model: str) -> None:
+        self.fleet, self.model = fleet, model
+        self.ok = 0
+        self.failed: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                client = self.fleet.client(timeout_s=60)
+                done = client.completions.create(model=self.model, prompt="Hi", max_tokens=2, temperature=0)
+                self.ok += bool(done.choices)
+                client.close()
+            except Exception as error:  # every failure is the test's business
+                self.failed.append(f"{type(error).__name__}: {error}"[:200])
+            self._stop.wait(0.2)
+
+    def __enter__(self) -> Load:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=90)
+
+
+def test_apply_to_ready_and_serving(fleet: Fleet) -> None:
+    started = time.monotonic()
+    with TruthSampler(fleet, [ALWAYS_ON]) as rollout:
+        fleet.apply()
+        fleet.wait_phase("Ready", READY_TIMEOUT_S)
+        figure("apply -> Ready", time.monotonic() - started)
+        # The last samples show it serving: keep sampling a moment past Ready.
+        wait_for(
+            lambda: any(s.ready_throughout for s in rollout.samples[-3:]), timeout=60, what="Ready samples"
+        )
+    assert not rollout.ready_while_failing(), f"Ready before requests succeeded: {rollout.describe()}"
+    assert any(s.all_answered for s in rollout.samples), rollout.describe()
+    # KubeRay's own status: every application RUNNING on the active cluster, serve endpoints counted.
+    assert {name: app["status"] for name, app in serve_apps(fleet).items()} == {
+        ALWAYS_ON: "RUNNING",
+        SLEEPY: "RUNNING",
+        "fleet": "RUNNING",
+    }
+    assert (fleet.rayservice()["status"].get("numServeEndpoints") or 0) >= 1
+    # The RayService's head Service (the dashboard's stable name) selects the head pod.
+    head_svc = fleet.kube.run(
+        "get", "endpointslices", "-l", f"kubernetes.io/service-name={fleet.name}-head-svc", "-o", "json"
+    ).stdout
+    assert [e for item in json.loads(head_svc)["items"] for e in item.get("endpoints") or []], head_svc
+
+    unified, prefixed = fleet.client(), fleet.client(f"/{ALWAYS_ON}")
+    chat = unified.chat.completions.create(
+        model=ALWAYS_ON, messages=[{"role": "user", "content": "Hello"}], max_tokens=8, temperature=0
+    )
+    assert chat.choices[0].message.content is not None and chat.model == ALWAYS_ON
+    chunks = list(
+        prefixed.chat.completions.create(
+            model=ALWAYS_ON, messages=[{"role": "user", "content": "Hi"}], max_tokens=8, stream=True
+        )
+    )
+    assert len(chunks) >= 2 and any(c.choices and c.choices[0].delta.content for c in chunks)
+    completion = prefixed.completions.create(model=ALWAYS_ON, prompt="Once upon", max_tokens=8, temperature=0)
+    assert completion.choices[0].text
+    assert {m.id for m in unified.models.list().data} >= {ALWAYS_ON, SLEEPY}
+
+
+def test_the_sleeping_model_is_listed_scaled_to_zero_and_wakes(fleet: Fleet) -> None:
+    wait_for(
+        lambda: fleet.model_states().get(SLEEPY) == "ScaledToZero",
+        timeout=120,
+        what=f"{SLEEPY} to show ScaledToZero (the operator reads Serve's replicas from the dashboard)",
+    )
+    assert fleet.phase() == "Ready", "a model asleep and ready to wake leaves the fleet Ready"
+    client = fleet.client()
+    assert SLEEPY in {m.id for m in client.models.list().data}
+    sent = time.monotonic()
+    stream = client.chat.completions.create(
+        model=SLEEPY, messages=[{"role": "user", "content": "Wake up"}], max_tokens=4, stream=True
+    )
+    first_token = None
+    for chunk in stream:
+        if first_token is None and chunk.choices and chunk.choices[0].delta.content:
+            first_token = time.monotonic() - sent
+    assert first_token is not None, "the woken model answered nothing"
+    figure("wake from zero through the serve Service: request -> first token", first_token)
+    wait_for(lambda: fleet.model_states().get(SLEEPY) == "Ready", timeout=60, what=f"{SLEEPY} Ready, awake")
+
+
+def test_editing_one_model_applies_in_place_and_the_other_keeps_answering(fleet: Fleet) -> None:
+    cluster, pods = fleet.active_cluster(), {p["metadata"]["uid"] for p in fleet.pods()}
+    edited = json.loads(json.dumps(fleet.document))
+    edited["spec"]["models"][1]["engineArgs"]["max_model_len"] = 192
+    started = time.monotonic()
+    with Load(fleet, ALWAYS_ON) as load:
+        fleet.apply(edited)
+        wait_for(
+            lambda: fleet.get()["status"].get("observedGeneration") == fleet.get()["metadata"]["generation"],
+            what="the operator to take the edit",
+        )
+        wait_for(
+            lambda: "max_model_len: 192" in fleet.rayservice()["spec"]["serveConfigV2"],
+            what="the new serveConfigV2",
+        )
+        fleet.wait_phase("Ready", 300)
+        # Serve runs the new arguments (KubeRay PUT the new config to the same cluster).
+        wait_for(
+            lambda: serve_apps(fleet).get(SLEEPY, {}).get("status") == "RUNNING", what=f"{SLEEPY} RUNNING"
+        )
+        figure("in-place model update -> Ready", time.monotonic() - started)
+    assert load.failed == [], f"{ALWAYS_ON} failed during the other model's update: {load.failed[:3]}"
+    assert load.ok > 0
+    figure("requests failed on the other model during the update", len(load.failed))
+    assert fleet.active_cluster() == cluster, "a serve-config change must not make a new Ray cluster"
+    assert {p["metadata"]["uid"] for p in fleet.pods()} == pods, "no pod was replaced"
+    fleet.document = edited
+
+
+def test_an_invalid_edit_is_refused_and_the_fleet_keeps_serving(fleet: Fleet) -> None:
+    bad = json.loads(json.dumps(fleet.document))
+    bad["spec"]["models"][0]["engineArgs"]["tensor_parallel_size"] = 0
+    before = fleet.rayservice()["spec"]
+    with Load(fleet, ALWAYS_ON) as load:
+        fleet.apply(bad)
+        wait_for(lambda: fleet.phase() == "Invalid", what="phase Invalid")
+        message = fleet.get()["status"]["message"]
+        wait_for(lambda: load.ok >= 3, timeout=60, what="requests while the fleet is Invalid")
+    assert message.startswith("spec.models[0].engineArgs.tensor_parallel_size: 0:"), message
+    assert load.failed == [], load.failed[:3]
+    assert fleet.rayservice()["spec"] == before, "an invalid fleet must leave the RayService alone"
+    fleet.apply()
+    fleet.wait_phase("Ready", 120)
+
+
+def _ray_head_gcs(fleet: Fleet) -> int:
+    head = next(p for p in fleet.pods() if p["metadata"]["labels"].get("ray.io/node-type") == "head")
+    marker = f"{POD_MARKER}={fleet.kube.namespace}/{head['metadata']['name']}/{head['metadata']['uid']}"
+    for pid in pod_processes(fleet.kube.namespace):
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if marker.encode() in environ and b"gcs_server" in command:
+            return pid
+    raise AssertionError("no gcs_server process in the head pod")
+
+
+def test_a_killed_head_leaves_ready_and_comes_back(fleet: Fleet) -> None:
+    head_uid = next(
+        p["metadata"]["uid"]
+        for p in fleet.pods()
+        if p["metadata"]["labels"].get("ray.io/node-type") == "head"
+    )
+    with TruthSampler(fleet, [ALWAYS_ON]) as sampler:
+        wait_for(lambda: sampler.samples, what="a first sample")
+        killed = time.monotonic()
+        os.kill(_ray_head_gcs(fleet), signal.SIGKILL)  # the head's GCS dies: `ray start --block` ends
+        left = wait_for(
+            lambda: fleet.phase() != "Ready" and time.monotonic(), timeout=60, what="leaving Ready"
+        )
+        figure("head killed -> fleet leaves Ready", left - killed)
+        wait_for(
+            lambda: any(
+                p["metadata"]["uid"] != head_uid
+                for p in fleet.pods()
+                if p["metadata"]["labels"].get("ray.io/node-type") == "head"
+            ),
+            timeout=60,
+            what="KubeRay to create a new head pod",
+        )
+        fleet.wait_phase("Ready", 420)
+        figure("head killed -> Ready again", time.monotonic() - killed)
+        wait_for(lambda: sampler.samples[-1].all_answered, timeout=60, what="answers after recovery")
+    assert sampler.longest_false_ready_s() <= DETECTION_S, sampler.describe()
+
+
+def test_changing_the_head_rolls_a_new_cluster(fleet: Fleet) -> None:
+    old = fleet.active_cluster()
+    bigger = json.loads(json.dumps(fleet.document))
+    bigger["spec"]["head"]["cpus"] = 2
+    started = time.monotonic()
+    with TruthSampler(fleet, [ALWAYS_ON]) as sampler:
+        fleet.apply(bigger)
+        wait_for(lambda: fleet.phase() == "Upgrading", timeout=60, what="phase Upgrading")
+        wait_for(lambda: fleet.active_cluster() not in ("", old), timeout=480, what="the new cluster active")
+        fleet.wait_phase("Ready", 120)
+        figure("head change -> Ready on the new cluster", time.monotonic() - started)
+        wait_for(lambda: sampler.samples[-1].all_answered, timeout=60, what="answers on the new cluster")
+    assert sampler.longest_false_ready_s() <= DETECTION_S, sampler.describe()
+    head = next(
+        p
+        for p in fleet.pods()
+        if p["metadata"]["labels"].get("ray.io/node-type") == "head"
+        and p["metadata"]["labels"]["ray.io/cluster"] == fleet.active_cluster()
+    )
+    assert head["spec"]["containers"][0]["resources"]["limits"]["cpu"] == "2"
+    fleet.document = bigger
+
+
+def test_deleting_the_fleet_removes_everything(fleet: Fleet) -> None:
+    clusters = [c["metadata"]["name"] for c in fleet.kube.items("rayclusters.v1.ray.io")]
+    assert clusters
+    fleet.kube.run("delete", "modelfleet", fleet.name, "--wait=false")
+    wait_for(
+        lambda: fleet.kube.get("rayservices.v1.ray.io", fleet.name) is None,
+        timeout=60,
+        what="RayService gone",
+    )
+    wait_for(lambda: not fleet.kube.items("rayclusters.v1.ray.io"), timeout=120, what="RayClusters gone")
+    wait_for(lambda: not fleet.pods(), timeout=120, what="Ray pods gone")
+    wait_for(lambda: not pod_processes(fleet.kube.namespace), timeout=60, what="no Ray process left")
+    print(f"[e2e] figures: {yaml.safe_dump(FIGURES, sort_keys=False)}", flush=True)
