@@ -57,8 +57,8 @@ golden: ## regenerate the golden RayServices (review the diff!)
 demo: $(INSTALLED) ## the main job: a local fleet serving real requests (tiny models on CPU)
 	bash scripts/demo.sh
 
-dev-cluster: control-plane ## a local Kubernetes control plane with KubeRay and our CRD; prints export KUBECONFIG=...
-	$(PY) -m tests.cluster up
+dev-cluster: control-plane ## a local Kubernetes control plane with KubeRay, our CRD and the Ray pod runner; prints export KUBECONFIG=...
+	scripts/private-net.sh $(PY) -m tests.cluster up
 
 e2e: $(INSTALLED) control-plane ## the whole path: kubectl -> operator -> KubeRay -> Ray pods -> openai SDK (~10 min)
 	scripts/private-net.sh $(BIN)/pytest tests/e2e -q -s -p no:cacheprovider

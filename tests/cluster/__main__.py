@@ -1,10 +1,12 @@
 """`python -m tests.cluster`: `build` the control plane's binaries, or `up` (what `make dev-cluster` runs):
-start the control plane in the foreground, print `export KUBECONFIG=...` on a line of its own, and stop
+start the control plane in the foreground (with the Ray pod runner when it runs in a private network
+namespace, as `make dev-cluster` arranges), print `export KUBECONFIG=...` on a line of its own, and stop
 everything it started on Ctrl-C or SIGTERM."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import signal
 import sys
@@ -27,6 +29,16 @@ def build() -> int:
     return 0
 
 
+def _pod_network() -> tuple[bool, str]:
+    from tests.cluster.podnet import PodNetworkUnavailable, ensure_routes
+
+    try:
+        ensure_routes()
+    except PodNetworkUnavailable as error:
+        return False, str(error)
+    return True, ""
+
+
 def up(state: Path | None, keep: bool) -> int:
     from tests.cluster.controlplane import ControlPlane  # needs the venv; `build` runs on any Python 3.11
 
@@ -38,16 +50,28 @@ def up(state: Path | None, keep: bool) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    plane = ControlPlane(root)
+    pods, why_not = _pod_network()
+    plane = ControlPlane(root, pods=pods)
     started = time.monotonic()
     plane.start()
     try:
         print(f"control plane up in {time.monotonic() - started:.1f}s: {plane.url} (logs in {plane.logs})")
-        print("KubeRay operator and the ModelFleet CRD installed; in another shell:")
+        print("KubeRay operator and the ModelFleet CRD installed.")
+        if pods:
+            print(
+                "The Ray pod runner runs KubeRay's pods as local Ray processes, in this private network "
+                "namespace; open a shell in it from another terminal with:\n"
+                f"  nsenter --target {os.getpid()} --user --net --preserve-credentials bash\n"
+                "and there, so that `modelfleet operator` reads Serve's replicas by Service name:\n"
+                f"  export HTTP_PROXY=http://127.0.0.1:{plane.proxy_port} NO_PROXY=127.0.0.1,localhost"
+            )
+        else:
+            print(f"No Ray pod runner ({why_not}): KubeRay's pods stay Pending.")
         print(f"export KUBECONFIG={plane.kubeconfig}", flush=True)
         print("Ctrl-C stops everything.", flush=True)
+        components = [plane.etcd, plane.apiserver, plane.controller_manager, plane.kuberay]
         while not stop.wait(1):
-            for component in (plane.etcd, plane.apiserver, plane.controller_manager, plane.kuberay):
+            for component in [*components, *([plane.pod_runner] if pods else [])]:
                 if not component.running():
                     print(f"{component.name} exited; see {component.log}", file=sys.stderr)
                     return 1

@@ -235,11 +235,10 @@ class PodRunner:
             return
         if pod.spec.node_name not in (None, NODE) or not self._namespace_selected(pod.metadata.namespace):
             return
-        ip = self.addresses.take()
         root = self.state / f"{pod.metadata.namespace}_{pod.metadata.name}"
-        self.started += 1
-        ray_pod = RayPod(pod=pod, ip=ip, root=root, tmp=self.tmp / str(self.started))
         with self.lock:
+            self.started += 1
+            ray_pod = RayPod(pod=pod, ip=self.addresses.take(), root=root, tmp=self.tmp / str(self.started))
             self.pods[uid] = ray_pod
         threading.Thread(target=self.run_pod, args=(ray_pod,), name=ray_pod.key, daemon=True).start()
 
@@ -301,18 +300,6 @@ class PodRunner:
             "TMPDIR": str(ray_pod.tmp),  # Ray's temp dir (/tmp/ray in a pod) lands here
             "RAY_TMPDIR": str(ray_pod.tmp),
             "VLLM_HOST_IP": ray_pod.ip,
-            # Ray Serve's HAProxy keeps its config and admin sockets at fixed paths under /tmp; each pod
-            # has its own /tmp on a node, here that is ray_pod.tmp (a pod's own env may still set them).
-            **{
-                f"RAY_SERVE_HAPROXY_{name}": str(ray_pod.tmp / "haproxy-serve" / file)
-                for name, file in (
-                    ("CONFIG_FILE_LOC", "haproxy.cfg"),
-                    ("SOCKET_PATH", "admin.sock"),
-                    ("SERVER_STATE_BASE", ""),
-                    ("SERVER_STATE_FILE", "server-state"),
-                    ("METRICS_SOCKET_PATH", "metrics.sock"),
-                )
-            },
             "VLLM_CACHE_ROOT": str(self.state / "vllm-cache"),
             "HOSTNAME": ray_pod.pod.metadata.name,
         }
@@ -528,7 +515,7 @@ class PodRunner:
         self.kill_processes(ray_pod)
         with self.lock:
             self.pods.pop(ray_pod.pod.metadata.uid, None)
-        self.addresses.give_back(ray_pod.ip)
+            self.addresses.give_back(ray_pod.ip)
 
     def finish_delete(self, pod: Any, known: RayPod | None) -> None:
         """A kubelet's part of a graceful delete: stop the containers, then remove the pod for good."""

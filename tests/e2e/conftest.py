@@ -9,6 +9,7 @@ minutes on 2 cores; tests run in file order and each leaves the fleet serving fo
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,32 +22,16 @@ import yaml
 
 from tests.cluster.controlplane import ControlPlane
 from tests.cluster.podnet import POD_CIDR
+from tests.cluster.podrunner import pod_processes
 from tests.conftest import E2E_NAMESPACES
 from tests.kube.conftest import Kube
+from tests.serving.fleetspec import cpu_model
 from tests.support.operator_process import OperatorProcess
 
 API_KEY = "e2e-key-7c1d"
 ALWAYS_ON, SLEEPY = "alpha", "beta"
-ENGINE_ARGS = {"enforce_eager": True, "max_model_len": 256, "kv_cache_memory_bytes": 268435456}
 # Control plane, head and worker pods, two engines (one loads) on 2 shared cores.
 READY_TIMEOUT_S = 600
-
-
-def model(name: str, source: Path, *, min_replicas: int) -> dict[str, Any]:
-    return {
-        "name": name,
-        "source": str(source),
-        "accelerator": "cpu",
-        "cpus": 1,
-        "replicas": {
-            "min": min_replicas,
-            "max": 1,
-            "targetOngoingRequests": 4,
-            "maxOngoingRequests": 16,
-            "downscaleDelaySeconds": 5,
-        },
-        "engineArgs": dict(ENGINE_ARGS),
-    }
 
 
 def fleet_document(name: str, source: Path) -> dict[str, Any]:
@@ -55,7 +40,10 @@ def fleet_document(name: str, source: Path) -> dict[str, Any]:
         "kind": "ModelFleet",
         "metadata": {"name": name},
         "spec": {
-            "models": [model(ALWAYS_ON, source, min_replicas=1), model(SLEEPY, source, min_replicas=0)],
+            "models": [
+                cpu_model(ALWAYS_ON, str(source), min_replicas=1),
+                cpu_model(SLEEPY, str(source), min_replicas=0),
+            ],
             # One worker: min = max, so no autoscaler sidecar (which the pod runner does not run).
             "workers": [
                 {
@@ -69,6 +57,7 @@ def fleet_document(name: str, source: Path) -> dict[str, Any]:
             ],
             "head": {"cpus": 1, "memory": "4Gi"},
             "apiKey": {"secretName": "fleet-keys", "key": "key"},
+            "highThroughput": os.environ.get("MODELFLEET_E2E_HIGH_THROUGHPUT", "0") == "1",
         },
     }
 
@@ -168,7 +157,14 @@ def kube(plane: ControlPlane) -> Iterator[Kube]:
     admin.run("label", "namespace", namespace, f"{key}={value}")
     admin.run("create", "secret", "generic", "fleet-keys", f"--from-literal=key={API_KEY}")
     yield admin
+    # Whatever the tests left (a failed test may leave the fleet running): deleting the namespace must
+    # take every Ray process of its pods with it.
     admin.run("delete", "namespace", namespace, "--wait=false", check=False)
+    deadline = time.monotonic() + 180
+    while pod_processes(namespace) and time.monotonic() < deadline:
+        time.sleep(1)  # a poll under a deadline
+    left = pod_processes(namespace)
+    assert not left, f"Ray processes of {namespace} still running after its deletion: {left}"
 
 
 @pytest.fixture(scope="module")

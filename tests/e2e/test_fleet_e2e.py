@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import openai
 import pytest
 import yaml
 
@@ -28,6 +29,7 @@ pytestmark = [pytest.mark.e2e]
 FIGURES: dict[str, float] = {}
 # After a crash the fleet may say Ready until KubeRay notices (its 2 s resync) and the operator follows.
 DETECTION_S = 10.0
+SMALLER_CONTEXT = 192
 
 
 def figure(name: str, seconds: float) -> None:
@@ -73,7 +75,7 @@ class Load:
 
 def test_apply_to_ready_and_serving(fleet: Fleet) -> None:
     started = time.monotonic()
-    with TruthSampler(fleet, [ALWAYS_ON]) as rollout:
+    with TruthSampler(fleet, [ALWAYS_ON], every_s=2.0) as rollout:
         fleet.apply()
         fleet.wait_phase("Ready", READY_TIMEOUT_S)
         figure("apply -> Ready", time.monotonic() - started)
@@ -82,6 +84,10 @@ def test_apply_to_ready_and_serving(fleet: Fleet) -> None:
             lambda: any(s.ready_throughout for s in rollout.samples[-3:]), timeout=60, what="Ready samples"
         )
     assert not rollout.ready_while_failing(), f"Ready before requests succeeded: {rollout.describe()}"
+    row = fleet.kube.run("get", "mf", fleet.name, "--no-headers").stdout.split()
+    assert row[:3] == [fleet.name, "2/2", "Ready"], row
+    events = fleet.kube.run("get", "events", "--field-selector", f"involvedObject.name={fleet.name}").stdout
+    assert "FleetReady" in events, events
     assert any(s.all_answered for s in rollout.samples), rollout.describe()
     # KubeRay's own status: every application RUNNING on the active cluster, serve endpoints counted.
     assert {name: app["status"] for name, app in serve_apps(fleet).items()} == {
@@ -112,6 +118,41 @@ def test_apply_to_ready_and_serving(fleet: Fleet) -> None:
     assert {m.id for m in unified.models.list().data} >= {ALWAYS_ON, SLEEPY}
 
 
+def test_editing_one_model_applies_in_place_and_the_other_keeps_answering(fleet: Fleet) -> None:
+    """beta (asleep) gets a smaller context; KubeRay PUTs the new serveConfigV2 to the same cluster while
+    alpha takes requests back to back. The next test wakes beta and meets the new limit."""
+    wait_for(
+        lambda: fleet.model_states().get(SLEEPY) == "ScaledToZero",
+        timeout=120,
+        what=f"{SLEEPY} to show ScaledToZero (the operator reads Serve's replicas from the dashboard)",
+    )
+    cluster, pods = fleet.active_cluster(), {p["metadata"]["uid"] for p in fleet.pods()}
+    edited = json.loads(json.dumps(fleet.document))
+    edited["spec"]["models"][1]["engineArgs"]["max_model_len"] = SMALLER_CONTEXT
+    started = time.monotonic()
+    with Load(fleet, ALWAYS_ON) as load:
+        fleet.apply(edited)
+        wait_for(
+            lambda: f"max_model_len: {SMALLER_CONTEXT}" in fleet.rayservice()["spec"]["serveConfigV2"],
+            what="the new serveConfigV2",
+        )
+        wait_for(
+            lambda: (
+                (f := fleet.get())["status"].get("observedGeneration") == f["metadata"]["generation"]
+                and f["status"].get("phase") == "Ready"
+            ),
+            timeout=300,
+            what="the fleet Ready on the edited generation",
+        )
+        figure("in-place model update -> Ready", time.monotonic() - started)
+        wait_for(lambda: load.ok >= 3, timeout=60, what="requests to the other model during the update")
+    assert load.failed == [], f"{ALWAYS_ON} failed during the other model's update: {load.failed[:3]}"
+    figure("requests failed on the other model during the update", len(load.failed))
+    assert fleet.active_cluster() == cluster, "a serve-config change must not make a new Ray cluster"
+    assert {p["metadata"]["uid"] for p in fleet.pods()} == pods, "no pod was replaced"
+    fleet.document = edited
+
+
 def test_the_sleeping_model_is_listed_scaled_to_zero_and_wakes(fleet: Fleet) -> None:
     wait_for(
         lambda: fleet.model_states().get(SLEEPY) == "ScaledToZero",
@@ -132,35 +173,10 @@ def test_the_sleeping_model_is_listed_scaled_to_zero_and_wakes(fleet: Fleet) -> 
     assert first_token is not None, "the woken model answered nothing"
     figure("wake from zero through the serve Service: request -> first token", first_token)
     wait_for(lambda: fleet.model_states().get(SLEEPY) == "Ready", timeout=60, what=f"{SLEEPY} Ready, awake")
-
-
-def test_editing_one_model_applies_in_place_and_the_other_keeps_answering(fleet: Fleet) -> None:
-    cluster, pods = fleet.active_cluster(), {p["metadata"]["uid"] for p in fleet.pods()}
-    edited = json.loads(json.dumps(fleet.document))
-    edited["spec"]["models"][1]["engineArgs"]["max_model_len"] = 192
-    started = time.monotonic()
-    with Load(fleet, ALWAYS_ON) as load:
-        fleet.apply(edited)
-        wait_for(
-            lambda: fleet.get()["status"].get("observedGeneration") == fleet.get()["metadata"]["generation"],
-            what="the operator to take the edit",
-        )
-        wait_for(
-            lambda: "max_model_len: 192" in fleet.rayservice()["spec"]["serveConfigV2"],
-            what="the new serveConfigV2",
-        )
-        fleet.wait_phase("Ready", 300)
-        # Serve runs the new arguments (KubeRay PUT the new config to the same cluster).
-        wait_for(
-            lambda: serve_apps(fleet).get(SLEEPY, {}).get("status") == "RUNNING", what=f"{SLEEPY} RUNNING"
-        )
-        figure("in-place model update -> Ready", time.monotonic() - started)
-    assert load.failed == [], f"{ALWAYS_ON} failed during the other model's update: {load.failed[:3]}"
-    assert load.ok > 0
-    figure("requests failed on the other model during the update", len(load.failed))
-    assert fleet.active_cluster() == cluster, "a serve-config change must not make a new Ray cluster"
-    assert {p["metadata"]["uid"] for p in fleet.pods()} == pods, "no pod was replaced"
-    fleet.document = edited
+    # The engine that woke runs the edited arguments: a request past the new context is refused.
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.completions.create(model=SLEEPY, prompt="Hi", max_tokens=SMALLER_CONTEXT + 8)
+    assert str(SMALLER_CONTEXT) in str(refused.value), refused.value
 
 
 def test_an_invalid_edit_is_refused_and_the_fleet_keeps_serving(fleet: Fleet) -> None:
@@ -199,7 +215,7 @@ def test_a_killed_head_leaves_ready_and_comes_back(fleet: Fleet) -> None:
         for p in fleet.pods()
         if p["metadata"]["labels"].get("ray.io/node-type") == "head"
     )
-    with TruthSampler(fleet, [ALWAYS_ON]) as sampler:
+    with TruthSampler(fleet, [ALWAYS_ON], every_s=2.0) as sampler:
         wait_for(lambda: sampler.samples, what="a first sample")
         killed = time.monotonic()
         os.kill(_ray_head_gcs(fleet), signal.SIGKILL)  # the head's GCS dies: `ray start --block` ends
@@ -227,10 +243,10 @@ def test_changing_the_head_rolls_a_new_cluster(fleet: Fleet) -> None:
     bigger = json.loads(json.dumps(fleet.document))
     bigger["spec"]["head"]["cpus"] = 2
     started = time.monotonic()
-    with TruthSampler(fleet, [ALWAYS_ON]) as sampler:
+    with TruthSampler(fleet, [ALWAYS_ON], every_s=2.0) as sampler:
         fleet.apply(bigger)
         wait_for(lambda: fleet.phase() == "Upgrading", timeout=60, what="phase Upgrading")
-        wait_for(lambda: fleet.active_cluster() not in ("", old), timeout=480, what="the new cluster active")
+        wait_for(lambda: fleet.active_cluster() not in ("", old), timeout=900, what="the new cluster active")
         fleet.wait_phase("Ready", 120)
         figure("head change -> Ready on the new cluster", time.monotonic() - started)
         wait_for(lambda: sampler.samples[-1].all_answered, timeout=60, what="answers on the new cluster")

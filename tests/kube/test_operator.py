@@ -1,9 +1,9 @@
 """The operator end to end on a real API server with the real KubeRay operator: `kubectl apply` a fleet,
 watch the RayService, what KubeRay makes of it, and the fleet's status follow.
 
-No kubelet runs here, so KubeRay's Ray pods stay Pending and its RayService says Initializing: the fleet
-must say Deploying. Status from running Ray clusters is the end-to-end tests' part (tests/e2e); the
-statuses KubeRay writes for serving, failed and upgrading clusters are mapped in test_status_mapping.py.
+No kubelet runs in these namespaces, so KubeRay's Ray pods stay Pending and its RayService says
+Initializing: the fleet must say Deploying. Status from running Ray clusters, written by KubeRay itself, is
+the end-to-end tests' part (tests/e2e); every status KubeRay can write is mapped in tests/unit/test_status.py.
 """
 
 from __future__ import annotations

@@ -20,7 +20,8 @@ ALWAYS_ON, SLEEPY, BROKEN = "alpha", "beta", "broken"
 ENGINE_ARGS = {"enforce_eager": True, "max_model_len": 256, "kv_cache_memory_bytes": 268435456}
 
 
-def _model(name: str, source: str, *, min_replicas: int) -> dict[str, Any]:
+def cpu_model(name: str, source: str, *, min_replicas: int) -> dict[str, Any]:
+    """A tiny model on vLLM's CPU build that sleeps after 5 idle seconds when `min_replicas` is 0."""
     return {
         "name": name,
         "source": source,
@@ -33,7 +34,7 @@ def _model(name: str, source: str, *, min_replicas: int) -> dict[str, Any]:
             "maxOngoingRequests": 16,
             "downscaleDelaySeconds": 5,
         },
-        "engineArgs": ENGINE_ARGS,
+        "engineArgs": dict(ENGINE_ARGS),
     }
 
 
@@ -44,9 +45,9 @@ def fleet_document(model_dir: Path, *, high_throughput: bool = False) -> dict[st
         "metadata": {"name": "serving-test"},
         "spec": {
             "models": [
-                _model(ALWAYS_ON, str(model_dir), min_replicas=1),
-                _model(SLEEPY, str(model_dir), min_replicas=0),
-                _model(BROKEN, "/nonexistent/checkpoint", min_replicas=1),
+                cpu_model(ALWAYS_ON, str(model_dir), min_replicas=1),
+                cpu_model(SLEEPY, str(model_dir), min_replicas=0),
+                cpu_model(BROKEN, "/nonexistent/checkpoint", min_replicas=1),
             ],
             "workers": [{"name": "cpu", "gpusPerWorker": 0, "cpusPerWorker": 4, "memoryPerWorker": "16Gi"}],
             "apiKey": {"secretName": "keys", "key": "key"},

@@ -1,6 +1,7 @@
 """KubeRay for tests and benchmarks: its CRDs from the Go module the test control plane builds it from,
 and RayService statuses shaped as KubeRay writes them (`rayv1.RayServiceStatuses` in
-ray-operator/apis/ray/v1/rayservice_types.go) for the tests that play KubeRay's part while it is stopped."""
+ray-operator/apis/ray/v1/rayservice_types.go), which `bench operator` writes at scale without a Ray
+cluster (no test writes a RayService status: the end-to-end tests read KubeRay's own)."""
 
 from __future__ import annotations
 

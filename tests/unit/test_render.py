@@ -133,3 +133,15 @@ def test_high_throughput_off_keeps_the_standard_path() -> None:
     for pod in pods(render(ModelFleet.model_validate(raw))):
         names = {e["name"] for e in pod["spec"]["containers"][0]["env"]}
         assert not names & {"RAY_SERVE_ENABLE_HA_PROXY", "RAY_SERVE_LLM_ENABLE_DIRECT_STREAMING"}
+
+
+def test_workers_give_up_a_lost_head_soon() -> None:
+    """Without GCS fault tolerance a worker cannot rejoin a restarted head: it should exit and be replaced
+    well before Ray's 60 s default (tests/e2e measures the recovery)."""
+    rayservice = render(ModelFleet.model_validate(document(HERE / "cases" / "two-worker-groups.yaml")))
+    config = rayservice["spec"]["rayClusterConfig"]
+    for group in config["workerGroupSpecs"]:
+        env = {e["name"]: e.get("value") for e in group["template"]["spec"]["containers"][0]["env"]}
+        assert int(env["RAY_gcs_rpc_server_reconnect_timeout_s"]) <= 30
+    head_env = config["headGroupSpec"]["template"]["spec"]["containers"][0]["env"]
+    assert "RAY_gcs_rpc_server_reconnect_timeout_s" not in {e["name"] for e in head_env}

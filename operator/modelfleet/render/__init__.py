@@ -70,6 +70,7 @@ def render(fleet: ModelFleet, *, default_image: str = DEFAULT_IMAGE) -> dict[str
         head=cluster.head_values(spec),
         workers=[cluster.worker_values(group) for group in spec.workers],
         env=cluster.env(spec),
+        worker_env=cluster.worker_env(spec),
         volumes=vols,
         volume_mounts=mounts,
         pod_security=cluster.POD_SECURITY,

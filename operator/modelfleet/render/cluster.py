@@ -69,6 +69,21 @@ def env(spec: ModelFleetSpec) -> list[dict[str, Any]]:
     return out
 
 
+# How long a worker's raylet waits for a lost GCS before it exits (Ray's default: 60 s). Without GCS fault
+# tolerance (not configured by ModelFleet) a worker can never rejoin a restarted head: it must exit and be
+# replaced, so waiting only delays recovery. 20 s still rides out a head that is merely busy. Measured in
+# tests/e2e (head killed -> Ready again).
+GCS_RECONNECT_TIMEOUT_S = 20
+
+
+def worker_env(spec: ModelFleetSpec) -> list[dict[str, Any]]:
+    """Environment of worker containers: every Ray container's, plus how soon to give up a lost head."""
+    return [
+        *env(spec),
+        {"name": "RAY_gcs_rpc_server_reconnect_timeout_s", "value": str(GCS_RECONNECT_TIMEOUT_S)},
+    ]
+
+
 def volumes(spec: ModelFleetSpec) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(volumes, volumeMounts): shared memory for the engines, and the model cache when set."""
     vols: list[dict[str, Any]] = [{"name": "dshm", "emptyDir": {"medium": "Memory"}}]

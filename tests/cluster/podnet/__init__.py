@@ -65,7 +65,15 @@ def _routed() -> bool:
 
 
 def ensure_routes() -> None:
-    """Make every address of POD_CIDR local to this network namespace (once; idempotent)."""
+    """Make every address of POD_CIDR local to this network namespace (once; idempotent). Only in a
+    private namespace (loopback its only interface): never change a real machine's routing."""
+    from modelfleet.local import network_is_private
+
+    if not network_is_private():
+        raise PodNetworkUnavailable(
+            f"the pod network ({POD_CIDR}) is made only in a private network namespace: run under "
+            "scripts/private-net.sh (as `make test`, `make e2e` and `make dev-cluster` do)"
+        )
     if _routed():
         return
     added = subprocess.run(
