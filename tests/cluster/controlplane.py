@@ -34,7 +34,7 @@ import yaml
 from modelfleet.localray import free_port, wait_for
 from tests.cluster import binaries
 from tests.cluster.podnet import POD_CIDR
-from tests.cluster.podrunner import RUNNER_MARKER, sweep
+from tests.cluster.podrunner import RUNNER_MARKER, pods_tmp, sweep
 from tests.support.kuberay import kuberay_crd_dir
 
 REPO = Path(__file__).resolve().parents[2]
@@ -359,6 +359,7 @@ class ControlPlane:
             component.stop(timeout_s=60)
         # Whatever a pod left behind, even if the runner was killed: every pod process carries the marker.
         sweep(f"{RUNNER_MARKER}={self.runner_id}".encode())
+        shutil.rmtree(pods_tmp(self.runner_id), ignore_errors=True)
 
     def restart_apiserver(self) -> None:
         """Kill kube-apiserver and start it again on the same etcd data, port and certificate."""

@@ -135,7 +135,7 @@ class PodRunner:
         self.lock = threading.Lock()
         self.stopped = threading.Event()
         self.runner_id = runner_id
-        self.tmp = Path(tempfile.gettempdir()) / f"mfpods-{runner_id[:8]}"
+        self.tmp = pods_tmp(runner_id)
         self.started = 0
 
     # --- the node --------------------------------------------------------------------------------------
@@ -425,7 +425,20 @@ class PodRunner:
                 log.info("pod %s is %s", ray_pod.key, "ready" if ready else "not ready")
                 self._report(ray_pod, phase="Running")
             # Not ready yet: look again soon (a kubelet probes on its period; a second is kinder to tests).
-            ray_pod.stopping.wait(period if ray_pod.ready else min(period, 1))
+            self._wait_for_exit(ray_pod, period if ray_pod.ready else min(period, 1))
+
+    @staticmethod
+    def _wait_for_exit(ray_pod: RayPod, seconds: float) -> None:
+        """Sleep until the next probe, waking at once when the container exits (a kubelet's PLEG relists
+        every second; waiting out a probe period would hide a crash for up to 10 s)."""
+        assert ray_pod.process is not None
+        deadline = time.monotonic() + seconds
+        while not ray_pod.stopping.is_set() and (left := deadline - time.monotonic()) > 0:
+            try:
+                ray_pod.process.wait(timeout=min(left, 0.5))
+                return
+            except subprocess.TimeoutExpired:
+                continue
 
     # --- status ------------------------------------------------------------------------------------------
 
@@ -556,6 +569,12 @@ def pod_processes(namespace: str) -> list[int]:
         if state != "Z" and any(var.startswith(prefix) for var in environ):
             found.append(int(entry.name))
     return found
+
+
+def pods_tmp(runner_id: str) -> Path:
+    """Where the runner's pods keep Ray's temp dirs: short (Ray's socket paths must fit AF_UNIX's 107 bytes),
+    one per runner, removed when the runner or its control plane stops."""
+    return Path(tempfile.gettempdir()) / f"mfpods-{runner_id[:8]}"
 
 
 def sweep(marker: bytes) -> int:
