@@ -69,6 +69,8 @@ BINARIES = {
         Binary("etcd", "etcd", ".", "go.etcd.io/etcd/server/v3"),
         Binary("kube-apiserver", "kubernetes", "./kube-apiserver", "k8s.io/kubernetes"),
         Binary("kube-controller-manager", "kubernetes", "./kube-controller-manager", "k8s.io/kubernetes"),
+        # Not a control-plane part: Argo CD's Lua interpreter, to run our health checks as Argo CD does.
+        Binary("argocd-lua", "argocd-lua", ".", "github.com/yuin/gopher-lua"),
         Binary(
             "kuberay-operator",
             "kuberay",
