@@ -50,6 +50,7 @@ test: $(INSTALLED) lint typecheck hadolint control-plane ## everything CI runs: 
 crds: ## regenerate crds/ from the API models
 	$(BIN)/modelfleet crd -o crds/modelfleets.modelfleet.dev.yaml
 	cp crds/modelfleets.modelfleet.dev.yaml manifests/base/crd/
+	cp crds/modelfleets.modelfleet.dev.yaml charts/modelfleet/crds/
 
 golden: ## regenerate the golden RayServices (review the diff!)
 	$(BIN)/pytest tests/unit/test_golden.py -q --update-golden

@@ -60,6 +60,16 @@ class Binary:
                 f"-X {prefix}.gitMinor={minor}",
                 f"-X {prefix}.gitTreeState=clean",
             ]
+        if self.upstream == "helm.sh/helm/v3":
+            # As Helm's Makefile does: its version, and the Kubernetes version `helm template` and `helm lint`
+            # assume without a cluster (the client-go minor it is built with; else v1.20).
+            gomod = (self.module_dir / "go.mod").read_text(encoding="utf-8")
+            client_go = re.search(r"^\s*k8s\.io/client-go v0\.(\d+)\.", gomod, re.M)
+            if client_go is None:
+                raise RuntimeError(f"{self.module_dir / 'go.mod'} does not require k8s.io/client-go")
+            flags.append(f"-X helm.sh/helm/v3/internal/version.version={self.version}")
+            for package in ("helm.sh/helm/v3/pkg/lint/rules", "helm.sh/helm/v3/pkg/chartutil"):
+                flags += [f"-X {package}.k8sVersionMajor=1", f"-X {package}.k8sVersionMinor={client_go.group(1)}"]
         return " ".join(flags)
 
 
@@ -71,6 +81,8 @@ BINARIES = {
         Binary("kube-controller-manager", "kubernetes", "./kube-controller-manager", "k8s.io/kubernetes"),
         # Not a control-plane part: Argo CD's Lua interpreter, to run our health checks as Argo CD does.
         Binary("argocd-lua", "argocd-lua", ".", "github.com/yuin/gopher-lua"),
+        # Not a control-plane part either: the Helm CLI, to lint, template and install our chart.
+        Binary("helm", "helm", "helm.sh/helm/v3/cmd/helm", "helm.sh/helm/v3"),
         Binary(
             "kuberay-operator",
             "kuberay",

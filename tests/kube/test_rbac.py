@@ -1,46 +1,100 @@
-"""The RBAC that `kubectl apply -k manifests/` installs is enough for the operator and no more: the operator
-runs with a real token of its ServiceAccount (TokenRequest) and takes a fleet through create, status and
-drift correction; `kubectl auth can-i` agrees verb by verb and refuses what it must not have."""
+"""The RBAC that `kubectl apply -k manifests/` and `helm install` (charts/modelfleet/, with the real `helm`)
+install is enough for the operator and no more: the operator runs with a real token of its ServiceAccount
+(TokenRequest) and takes a fleet through create, status and drift correction; `kubectl auth can-i` agrees
+verb by verb and refuses what it must not have."""
 
 from __future__ import annotations
 
 import json
+import subprocess
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
 
 from modelfleet.localray import wait_for
+from tests.cluster import binaries
 from tests.cluster.controlplane import ControlPlane
 from tests.kube.conftest import REPO, Kube
 from tests.kube.test_operator import RS, apply, fleet, rayservice, wait_jsonpath
 from tests.support.operator_process import OperatorProcess
 
 pytestmark = [pytest.mark.kube]
-ACCOUNT = "system:serviceaccount:modelfleet-system:modelfleet-operator"
+CHART = REPO / "charts" / "modelfleet"
+# The chart is installed under another release name than the kustomize base's objects, so both can coexist.
+HELM_RELEASE, HELM_NAMESPACE = "mf-helm", "mf-helm-system"
 
 
-@pytest.fixture(scope="module")
-def installed(kube: Kube, control_plane: ControlPlane | None) -> str:
-    """`kubectl apply -k manifests/`; a token of the operator's ServiceAccount (TokenRequest)."""
+@dataclass
+class Install:
+    namespace: str
+    account: str  # the operator's ServiceAccount name
+    token: str
+
+    @property
+    def user(self) -> str:
+        return f"system:serviceaccount:{self.namespace}:{self.account}"
+
+
+def helm(kube: Kube, *args: str) -> str:
+    done = subprocess.run(
+        [str(binaries.ensure("helm", log=False)), f"--kubeconfig={kube.kubeconfig}", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, f"helm {' '.join(args)}: {done.stderr}"
+    return done.stdout
+
+
+@pytest.fixture(scope="module", params=["kustomize", "helm"])
+def installed(
+    request: pytest.FixtureRequest, kube: Kube, control_plane: ControlPlane | None
+) -> Iterator[Install]:
+    """The operator installed as a user would; a token of its ServiceAccount (TokenRequest)."""
     if control_plane is None:
         pytest.skip("installs the operator's cluster-wide RBAC: only on the local control plane")
-    # The CRD is already there (server-side applied by the control plane): apply the rest as a user would.
-    system = Kube(kube.kubeconfig, "modelfleet-system")
-    system.run("apply", "--server-side", "-k", str(REPO / "manifests"), timeout=120)
-    return system.run("create", "token", "modelfleet-operator").stdout.strip()
+    # The CRD is already there (server-side applied by the control plane); Helm leaves an existing CRD alone.
+    if request.param == "kustomize":
+        system = Kube(kube.kubeconfig, "modelfleet-system")
+        system.run("apply", "--server-side", "-k", str(REPO / "manifests"), timeout=120)
+        yield Install(
+            "modelfleet-system",
+            "modelfleet-operator",
+            system.run("create", "token", "modelfleet-operator").stdout.strip(),
+        )
+        return
+    system = Kube(kube.kubeconfig, HELM_NAMESPACE)
+    helm(
+        kube,
+        "install",
+        HELM_RELEASE,
+        str(CHART),
+        "--namespace",
+        HELM_NAMESPACE,
+        "--create-namespace",
+        "--wait=false",
+    )
+    account = f"{HELM_RELEASE}-operator"
+    deployment = system.get("deployment", account)
+    assert deployment is not None, "helm install made no operator Deployment"
+    assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == account
+    yield Install(HELM_NAMESPACE, account, system.run("create", "token", account).stdout.strip())
+    helm(kube, "uninstall", HELM_RELEASE, "--namespace", HELM_NAMESPACE)
+    assert system.get("clusterrole", account) is None, "helm uninstall left the ClusterRole"
 
 
 @pytest.fixture(scope="module")
 def operator_as_its_account(
-    installed: str, kube: Kube, tmp_path_factory: pytest.TempPathFactory
+    installed: Install, kube: Kube, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
-    token = installed
     admin = yaml.safe_load(kube.kubeconfig.read_text())
-    admin["users"] = [{"name": "modelfleet-operator", "user": {"token": token}}]
-    admin["contexts"][0]["context"]["user"] = "modelfleet-operator"
+    admin["users"] = [{"name": installed.account, "user": {"token": installed.token}}]
+    admin["contexts"][0]["context"]["user"] = installed.account
     work = tmp_path_factory.mktemp("rbac")
     kubeconfig = work / "operator.kubeconfig"
     kubeconfig.write_text(yaml.safe_dump(admin))
@@ -50,13 +104,12 @@ def operator_as_its_account(
     running.stop()
 
 
-def can_i(kube: Kube, verb: str, resource: str) -> bool:
-    result = kube.run("auth", "can-i", f"--as={ACCOUNT}", verb, resource, check=False)
+def can_i(kube: Kube, user: str, verb: str, resource: str) -> bool:
+    result = kube.run("auth", "can-i", f"--as={user}", verb, resource, check=False)
     return result.stdout.strip() == "yes"
 
 
-@pytest.mark.usefixtures("installed")
-def test_the_account_has_each_verb_it_uses_and_none_it_must_not(kube: Kube) -> None:
+def test_the_account_has_each_verb_it_uses_and_none_it_must_not(kube: Kube, installed: Install) -> None:
     for verb, resource in [
         ("get", "modelfleets.modelfleet.dev"),
         ("watch", "modelfleets.modelfleet.dev"),
@@ -68,7 +121,7 @@ def test_the_account_has_each_verb_it_uses_and_none_it_must_not(kube: Kube) -> N
         ("create", "events"),
         ("list", "customresourcedefinitions.apiextensions.k8s.io"),
     ]:
-        assert can_i(kube, verb, resource), f"the operator's account cannot {verb} {resource}"
+        assert can_i(kube, installed.user, verb, resource), f"the operator's account cannot {verb} {resource}"
     for verb, resource in [
         ("delete", "rayservices.ray.io"),
         ("update", "rayservices.ray.io"),
@@ -76,7 +129,9 @@ def test_the_account_has_each_verb_it_uses_and_none_it_must_not(kube: Kube) -> N
         ("get", "secrets"),
         ("create", "pods"),
     ]:
-        assert not can_i(kube, verb, resource), f"the operator's account may {verb} {resource}"
+        assert not can_i(kube, installed.user, verb, resource), (
+            f"the operator's account may {verb} {resource}"
+        )
 
 
 def test_the_operator_works_with_only_its_rbac(kube: Kube, operator_as_its_account: OperatorProcess) -> None:
@@ -94,3 +149,13 @@ def test_the_operator_works_with_only_its_rbac(kube: Kube, operator_as_its_accou
     )
     log = Path(operator_as_its_account.log).read_text()
     assert "403" not in log and "Forbidden" not in log, log[-2000:]
+
+
+def test_helm_template_is_accepted_by_the_api_server(kube: Kube) -> None:
+    """Every object the chart renders (both watch modes) passes the API server's validation (dry run)."""
+    for values in (
+        [],
+        ["--set", "watch.allNamespaces=false", "--set", f"watch.namespaces={{{kube.namespace}}}"],
+    ):
+        rendered = helm(kube, "template", HELM_RELEASE, str(CHART), "--namespace", kube.namespace, *values)
+        kube.run("apply", "--dry-run=server", "-f", "-", stdin=rendered)
