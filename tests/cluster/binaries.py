@@ -69,7 +69,10 @@ class Binary:
                 raise RuntimeError(f"{self.module_dir / 'go.mod'} does not require k8s.io/client-go")
             flags.append(f"-X helm.sh/helm/v3/internal/version.version={self.version}")
             for package in ("helm.sh/helm/v3/pkg/lint/rules", "helm.sh/helm/v3/pkg/chartutil"):
-                flags += [f"-X {package}.k8sVersionMajor=1", f"-X {package}.k8sVersionMinor={client_go.group(1)}"]
+                flags += [
+                    f"-X {package}.k8sVersionMajor=1",
+                    f"-X {package}.k8sVersionMinor={client_go.group(1)}",
+                ]
         return " ".join(flags)
 
 
