@@ -253,6 +253,11 @@ class Reconciler:
             _content_type="application/apply-patch+yaml",  # JSON is YAML
         )
         if current is None:
+            if applied is None:
+                # The Kubernetes client maps only a 200 reply to a body; an apply that creates gets 201 and
+                # returns None. Status computed from None would say "no RayService" (Pending) for a
+                # RayService that exists, and could stick: read it.
+                applied = self.get_rayservice(metadata["namespace"], metadata["name"])
             return cast(dict[str, Any], applied), "created"
         observed = (fleet.get("status") or {}).get("observedGeneration")
         drift = observed is not None and observed == fleet["metadata"].get("generation")

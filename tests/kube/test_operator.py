@@ -284,15 +284,25 @@ def test_operator_killed_mid_way_converges_without_duplicates(kube: Kube, operat
     operator.kill()
     operator.start()
 
+    behind: list[str] = []
+
     def converged() -> bool:
-        services = [
+        services = {
             r["metadata"]["name"] for r in kube.items(RS) if r["metadata"]["name"].startswith("bulk-")
-        ]
+        }
         fleets = [f for f in kube.items("modelfleets") if f["metadata"]["name"].startswith("bulk-")]
         phases = {f["metadata"]["name"]: (f.get("status") or {}).get("phase") for f in fleets}
-        return sorted(services) == names and all(phases.get(n) == "Deploying" for n in names)
+        behind[:] = [
+            f"{n}: RayService {'present' if n in services else 'missing'}, phase {phases.get(n)}"
+            for n in names
+            if n not in services or phases.get(n) != "Deploying"
+        ]
+        return sorted(services) == names and not behind
 
-    wait_for(converged, timeout=300, what="50 fleets to converge after the restart")
+    try:
+        wait_for(converged, timeout=300, what="50 fleets to converge after the restart")
+    except AssertionError as error:
+        raise AssertionError(f"{error}; not converged: {behind[:10]}") from None
     created = [
         e for e in kube.items("events") if e["reason"] == "Created" and e["involvedObject"]["name"] in names
     ]
@@ -301,3 +311,28 @@ def test_operator_killed_mid_way_converges_without_duplicates(kube: Kube, operat
     }
     assert all(count <= 1 for count in per_fleet.values()), f"RayServices created more than once: {per_fleet}"
     kube.run("delete", "modelfleets", "-l", "!nonexistent", "--wait=false")
+
+
+def test_the_status_written_when_the_rayservice_is_created_names_it(kube: Kube) -> None:
+    """The first reconcile creates the RayService (a server-side apply answered 201, for which the
+    Kubernetes client returns no body) and writes the status from it: Deploying, naming the RayService,
+    never Pending. Run here by a Reconciler of our own on a fleet no operator watches, so nothing else
+    writes the status in between."""
+    from kubernetes import client, config
+
+    from modelfleet.reconcile import Reconciler
+
+    namespace = f"{kube.namespace}-solo"
+    admin = Kube(kube.kubeconfig, namespace)
+    admin.run("create", "namespace", namespace)
+    try:
+        apply(admin, fleet("solo"))
+        body = admin.get("modelfleet", "solo")
+        assert body is not None
+        api = client.CustomObjectsApi(config.new_client_from_config(config_file=str(kube.kubeconfig)))  # type: ignore[no-untyped-call]
+        outcome = Reconciler(api).reconcile(body, lambda *_: None)
+        assert (outcome.action, outcome.phase) == ("created", "Deploying")
+        status = (admin.get("modelfleet", "solo") or {}).get("status") or {}
+        assert (status.get("phase"), status.get("rayService")) == ("Deploying", "solo"), status
+    finally:
+        admin.run("delete", "namespace", namespace, "--wait=false", check=False)
