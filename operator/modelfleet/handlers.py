@@ -121,7 +121,7 @@ def serve_details_enabled() -> bool:
 def serve_changed(body: kopf.Body, logger: Logger, **_: Any) -> None:
     """Serve scales a model to zero and back without KubeRay reporting it: look again on a period (a
     status patch only when something changed)."""
-    if serve_details_enabled() and (body.get("status") or {}).get("rayService"):
+    if _reconciler().serve_details is not None and (body.get("status") or {}).get("rayService"):
         _run(dict(body), logger)
 
 

@@ -39,6 +39,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -67,6 +68,7 @@ WATCH_TIMEOUT_S = 60
 
 
 def now() -> str:
+    """RFC 3339, as Kubernetes writes times (the operator's own helper would import all of it)."""
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -554,21 +556,24 @@ class PodRunner:
         sweep(f"{RUNNER_MARKER}={self.runner_id}".encode())
 
 
-def pod_processes(namespace: str) -> list[int]:
-    """Pids of the pod processes of one namespace still alive (the runner marks each with its pod)."""
-    prefix = f"{POD_MARKER}={namespace}/".encode()
-    found = []
+def _marked_processes() -> Iterator[tuple[int, list[bytes]]]:
+    """(pid, environment) of every live process but this one (zombies skipped)."""
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
             environ = (entry / "environ").read_bytes().split(b"\0")
             state = (entry / "stat").read_text().split(") ", 1)[1][0]
         except (OSError, IndexError):
             continue
-        if state != "Z" and any(var.startswith(prefix) for var in environ):
-            found.append(int(entry.name))
-    return found
+        if state != "Z":
+            yield int(entry.name), environ
+
+
+def pod_processes(namespace: str) -> list[int]:
+    """Pids of the pod processes of one namespace still alive (the runner marks each with its pod)."""
+    prefix = f"{POD_MARKER}={namespace}/".encode()
+    return [pid for pid, environ in _marked_processes() if any(var.startswith(prefix) for var in environ)]
 
 
 def pods_tmp(runner_id: str) -> Path:
@@ -580,16 +585,10 @@ def pods_tmp(runner_id: str) -> Path:
 def sweep(marker: bytes) -> int:
     """SIGKILL every process whose environment holds `marker` (KEY=value); how many there were."""
     killed = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
+    for pid, environ in _marked_processes():
         if marker in environ:
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(int(entry.name), signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
                 killed += 1
     return killed
 
