@@ -47,7 +47,7 @@ def build_model_app(args: dict[str, Any]) -> Application:
     server = build_llm_deployment(
         llm_config, name_prefix=SERVER_DEPLOYMENT_PREFIX, deployment_cls=FleetLLMServer
     )
-    ingress = make_ingress_class(parsed.api_key_env)
+    ingress = make_ingress_class(parsed.api_key_env, endpoint="prefix")
     return serve.deployment(name="ModelIngress", **INGRESS_OPTIONS)(ingress).bind(
         llm_deployments={parsed.name: server},
         model_cards={parsed.name: to_model_metadata(parsed.name, llm_config)},
@@ -69,5 +69,5 @@ def _direct_model_app(parsed: ModelAppArgs, llm_config: LLMConfig) -> Applicatio
 
 def build_router_app(args: dict[str, Any]) -> Application:
     parsed = RouterAppArgs.model_validate(args)
-    ingress = make_ingress_class(parsed.api_key_env)
+    ingress = make_ingress_class(parsed.api_key_env, endpoint="unified")
     return serve.deployment(name="FleetRouter", **INGRESS_OPTIONS)(ingress).bind(models=parsed.models)

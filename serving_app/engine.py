@@ -21,6 +21,8 @@ METRICS_INTERVAL_S = 0.5
 # Queue depth per replica slot before Serve rejects with 503 (BackPressureError): deep enough to
 # absorb a burst while a replica wakes, bounded so an overload answers instead of hanging.
 QUEUE_SLOTS_PER_ONGOING_REQUEST = 4
+# Serve's default policy plus the wake-from-zero metrics (serving_app/autoscaling.py).
+AUTOSCALING_POLICY = "serving_app.autoscaling:FleetAutoscalingPolicy"
 
 
 def autoscaling_config(args: ModelAppArgs) -> dict[str, Any]:
@@ -34,6 +36,7 @@ def autoscaling_config(args: ModelAppArgs) -> dict[str, Any]:
         "downscale_delay_s": r.downscale_delay_s,
         "look_back_period_s": LOOK_BACK_PERIOD_S,
         "metrics_interval_s": METRICS_INTERVAL_S,
+        "policy": {"policy_function": AUTOSCALING_POLICY},
     }
     if r.initial is not None:
         config["initial_replicas"] = r.initial

@@ -12,6 +12,8 @@ import re
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from serving_app.metrics import error_reason, note_error
+
 # Serve tells clients to come back after this many seconds when a model's queue is full.
 RETRY_AFTER_S = 1
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -39,6 +41,7 @@ class FleetHTTPError(Exception):
 
 
 def error_response(exc: FleetHTTPError) -> JSONResponse:
+    note_error(error_reason(exc.status_code))
     body = {
         "error": {
             "message": exc.message,

@@ -28,6 +28,7 @@ from starlette.responses import Response
 from serving_app.auth import BearerAuthMiddleware
 from serving_app.errors import FleetHTTPError, handle_backpressure, handle_fleet_error
 from serving_app.infer import InferRequest, chat_request, infer_reply
+from serving_app.metrics import RequestMetricsMiddleware, note_model
 from serving_app.server import server_deployment_name
 
 # The fleet's endpoints; Ray's tokenize/score/transcription extras stay off the public surface.
@@ -71,6 +72,7 @@ class FleetIngress(OpenAiIngress):
                 param="model",
                 type="invalid_request_error",
             )
+        note_model(model)
         return model
 
     async def infer(self, body: InferRequest) -> Response:
@@ -83,13 +85,16 @@ class FleetIngress(OpenAiIngress):
         return {"status": "ok"}
 
 
-def make_ingress_class(api_key_env: str | None) -> type:
-    """A Serve ingress class around ``FleetIngress`` with auth and error handling installed."""
+def make_ingress_class(api_key_env: str | None, *, endpoint: str) -> type:
+    """A Serve ingress class around ``FleetIngress`` with auth, error handling and request metrics
+    (labelled ``endpoint``: ``unified`` for the fleet's router, ``prefix`` for a model's ingress)."""
     app: FastAPI = init()
     app.add_exception_handler(FleetHTTPError, handle_fleet_error)
     app.add_exception_handler(BackPressureError, handle_backpressure)
     if api_key_env:
-        # Added last, so it runs first: no work is done for unauthenticated requests.
+        # Added after the handlers, so it runs before them: no work for unauthenticated requests.
         app.add_middleware(BearerAuthMiddleware, api_key_env=api_key_env)
+    # Outermost, so it also counts the requests auth refuses.
+    app.add_middleware(RequestMetricsMiddleware, endpoint=endpoint)
     cls: type = make_fastapi_ingress(FleetIngress, endpoint_map=ENDPOINTS, app=app)
     return cls

@@ -26,6 +26,7 @@ from starlette.responses import Response
 from serving_app.auth import BearerAuthMiddleware
 from serving_app.errors import FleetHTTPError, ModelStartupError, handle_fleet_error, one_line
 from serving_app.infer import InferRequest, chat_request, infer_reply
+from serving_app.metrics import RequestMetricsMiddleware
 
 T = TypeVar("T")
 
@@ -121,6 +122,9 @@ class FleetLLMServer(LLMServer):
         app.middleware_stack = None  # rebuilt lazily with the handler above
         if self._api_key_env:
             _add_middleware_to_built_app(app, BearerAuthMiddleware, api_key_env=self._api_key_env)
+        _add_middleware_to_built_app(
+            app, RequestMetricsMiddleware, endpoint="prefix", model=self._llm_config.model_id
+        )
         return app
 
     def _batch_output_stream(self, generator: AsyncIterator[T]) -> AsyncGenerator[list[T], None]:

@@ -219,6 +219,8 @@ def summary(local: LocalFleet) -> str:
         if model.message:
             lines.append(f"  {'':<20} {model.message}")
     lines += ["", f"  unified endpoint: {local.head.serve_url}/v1  (OpenAI API, routed by `model`)"]
+    if local.head.metrics_url:
+        lines.append(f"  metrics:          {local.head.metrics_url}  (Prometheus, Ray's and ModelFleet's)")
     return "\n".join(lines)
 
 

@@ -27,6 +27,10 @@ T = TypeVar("T")
 
 # Environment of `ray start`, inherited by every replica and engine: local, offline, quiet.
 RAY_ENV = {
+    # Ray turns `--node-ip-address=127.0.0.1` into the machine's network address, and then binds its
+    # GCS, raylet, workers and metrics on it (or on all interfaces), unless multi-node support is off,
+    # as it is on macOS and Windows: then the node's address is 127.0.0.1 and they bind loopback only.
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
     "RAY_AUTH_MODE": "disabled",
     "RAY_USAGE_STATS_ENABLED": "0",
     "HF_HUB_OFFLINE": "1",
@@ -71,6 +75,7 @@ class RayHead:
     gcs_port: int
     dashboard_port: int
     serve_port: int
+    metrics_port: int = 0  # Ray's Prometheus endpoint on this node (0: not known, e.g. `--address`)
     owned: bool = True  # False when `--address` joined someone else's Ray: never stop it
 
     @property
@@ -80,6 +85,10 @@ class RayHead:
     @property
     def serve_url(self) -> str:
         return f"http://127.0.0.1:{self.serve_port}"
+
+    @property
+    def metrics_url(self) -> str | None:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics" if self.metrics_port else None
 
     def request(self, method: str, path: str, body: Any = None, timeout_s: float = 30) -> Any:
         data = None if body is None else json.dumps(body).encode()
@@ -153,7 +162,13 @@ def start_head(*, num_cpus: int, serve_port: int, extra_env: dict[str, str] | No
     # Unix socket paths are limited to ~107 bytes: keep the root short.
     root = Path(tempfile.mkdtemp(prefix="mf-", dir="/tmp"))
     (root / "tmp").mkdir()
-    head = RayHead(root=str(root), gcs_port=free_port(), dashboard_port=free_port(), serve_port=serve_port)
+    head = RayHead(
+        root=str(root),
+        gcs_port=free_port(),
+        dashboard_port=free_port(),
+        serve_port=serve_port,
+        metrics_port=free_port(),
+    )
     command = [
         str(Path(sys.executable).parent / "ray"),
         "start",
@@ -162,10 +177,13 @@ def start_head(*, num_cpus: int, serve_port: int, extra_env: dict[str, str] | No
         f"--port={head.gcs_port}",
         "--dashboard-host=127.0.0.1",
         f"--dashboard-port={head.dashboard_port}",
+        f"--metrics-export-port={head.metrics_port}",
         f"--temp-dir={root / 'ray'}",
         f"--num-cpus={num_cpus}",
         "--num-gpus=0",
         "--include-dashboard=true",
+        # Ray cannot be told not to start its Client server; give it a free port, not the fixed 10001.
+        f"--ray-client-server-port={free_port()}",
         "--disable-usage-stats",
     ]
     try:
@@ -190,15 +208,19 @@ def stop_head(head: RayHead, *, grace_s: float = 10) -> int:
     """Stop this head's processes, by pid, and remove its files; returns how many processes ended.
 
     `ray stop` kills every Ray process on the machine by name; another fleet or another user's Ray may be
-    running, so only processes whose command line names our temp root, and their descendants, are ended.
+    running, so only processes whose command line or TMPDIR names our temp root, and their descendants,
+    are ended.
     """
     if not head.owned:
         return 0
     import psutil
 
     owned: dict[int, Any] = {}
-    for proc in psutil.process_iter(["cmdline"]):
-        if head.root in " ".join(proc.info["cmdline"] or []):
+    for proc in psutil.process_iter(["cmdline", "environ"]):
+        # Most name the root on their command line; all inherit `ray start`'s TMPDIR (ray_env), which
+        # is how the Ray Client server, daemonized with neither, is found.
+        tmpdir = (proc.info["environ"] or {}).get("TMPDIR", "")
+        if head.root in " ".join(proc.info["cmdline"] or []) or tmpdir.startswith(head.root):
             owned[proc.pid] = proc
             with contextlib.suppress(psutil.Error):
                 owned.update({child.pid: child for child in proc.children(recursive=True)})

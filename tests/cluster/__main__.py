@@ -67,6 +67,12 @@ def up(state: Path | None, keep: bool) -> int:
             )
         else:
             print(f"No Ray pod runner ({why_not}): KubeRay's pods stay Pending.")
+        helm = binaries.ensure("helm", log=False)
+        print(
+            f"Helm (built from its Go module) is {helm}; the chart installs with\n"
+            f"  {helm} install modelfleet {REPO / 'charts' / 'modelfleet'} "
+            "-n modelfleet-system --create-namespace"
+        )
         print(f"export KUBECONFIG={plane.kubeconfig}", flush=True)
         print("Ctrl-C stops everything.", flush=True)
         components = [plane.etcd, plane.apiserver, plane.controller_manager, plane.kuberay]
