@@ -204,15 +204,9 @@ def start_head(*, num_cpus: int, serve_port: int, extra_env: dict[str, str] | No
     return head
 
 
-def stop_head(head: RayHead, *, grace_s: float = 10) -> int:
-    """Stop this head's processes, by pid, and remove its files; returns how many processes ended.
-
-    `ray stop` kills every Ray process on the machine by name; another fleet or another user's Ray may be
-    running, so only processes whose command line or TMPDIR names our temp root, and their descendants,
-    are ended.
-    """
-    if not head.owned:
-        return 0
+def head_processes(head: RayHead) -> dict[int, Any]:
+    """The processes of this head (psutil.Process by pid): those whose command line or TMPDIR names its
+    temp root, and their descendants."""
     import psutil
 
     owned: dict[int, Any] = {}
@@ -224,6 +218,21 @@ def stop_head(head: RayHead, *, grace_s: float = 10) -> int:
             owned[proc.pid] = proc
             with contextlib.suppress(psutil.Error):
                 owned.update({child.pid: child for child in proc.children(recursive=True)})
+    return owned
+
+
+def stop_head(head: RayHead, *, grace_s: float = 10) -> int:
+    """Stop this head's processes, by pid, and remove its files; returns how many processes ended.
+
+    `ray stop` kills every Ray process on the machine by name; another fleet or another user's Ray may be
+    running, so only processes whose command line or TMPDIR names our temp root, and their descendants,
+    are ended.
+    """
+    if not head.owned:
+        return 0
+    import psutil
+
+    owned = head_processes(head)
     for proc in owned.values():
         with contextlib.suppress(psutil.Error):  # it may have exited meanwhile
             proc.terminate()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -224,3 +225,40 @@ def test_status_command_prints_the_table(fleet: Fleet, state_dir: Path) -> None:
     assert rows[ALWAYS_ON] == "Ready" and rows[BROKEN] == "Failed"
     assert rows[SLEEPY] in ("Ready", "ScaledToZero")
     assert f"{fleet.url}/v1" in result.stdout
+
+
+LOOPBACK = {"127.0.0.1", "::ffff:127.0.0.1", "::1"}
+
+
+def _listeners(fleet: Fleet) -> list[tuple[str, str, int]]:
+    """(process name, address, port) of every TCP socket the fleet's processes listen on."""
+    import psutil
+
+    from modelfleet.localray import head_processes
+
+    found = []
+    for proc in head_processes(fleet.local.head).values():
+        with contextlib.suppress(psutil.Error):
+            name = proc.name()
+            for conn in proc.net_connections(kind="tcp"):
+                if conn.status == psutil.CONN_LISTEN:
+                    found.append((name, conn.laddr.ip, conn.laddr.port))
+    assert found, "the fleet's processes listen somewhere"
+    return found
+
+
+def test_the_fleet_listens_on_loopback_only(fleet: Fleet) -> None:
+    """Ray's GCS, raylet, workers, dashboard, metrics and Serve's proxy all bind 127.0.0.1 locally.
+
+    High-throughput mode adds listeners Ray 2.60 binds on every interface with no setting to change it:
+    HAProxy's stats and metrics ports (`bind *:` in its config template) and each replica's internal
+    gRPC server (`[::]:0`). They are named here so that a Ray that fixes it (or opens more) shows up."""
+    open_ = [(name, ip, port) for name, ip, port in _listeners(fleet) if ip not in LOOPBACK]
+    if fleet.high_throughput:
+        unexpected = [
+            (n, ip, p) for n, ip, p in open_ if n != "haproxy" and not n.startswith("ray::ServeRepli")
+        ]
+        assert not unexpected, f"listening beyond loopback: {unexpected}"
+        assert any(n == "haproxy" for n, _, _ in open_), "Ray's HAProxy binds loopback now: update the docs"
+    else:
+        assert not open_, f"listening beyond loopback: {open_}"
