@@ -128,6 +128,7 @@ def send_traffic(fleet: Fleet) -> float:
             messages=CHAT,  # type: ignore[arg-type]
             max_tokens=2,
         )
+    # The unified endpoint's wake from zero: one streamed request that must succeed.
     started = time.monotonic()
     list(unified.chat.completions.create(model=SLEEPY, messages=CHAT, max_tokens=2, stream=True))  # type: ignore[arg-type]
     return time.monotonic() - started
