@@ -5,6 +5,7 @@ and edge cases (refused, unknown model, streaming vs not, client gone, a wake th
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -216,3 +217,25 @@ def test_the_serve_config_names_the_policy() -> None:
     config = AutoscalingConfig(min_replicas=0, max_replicas=1, policy={"policy_function": AUTOSCALING_POLICY})
     assert config.policy.policy_function == AUTOSCALING_POLICY
     assert config.policy.get_policy() is FleetAutoscalingPolicy
+
+
+def test_a_client_that_leaves_before_any_answer_is_a_499_not_a_router_error(
+    recorded: metrics._Metrics,
+) -> None:
+    async def gone(_scope: Any, _receive: Any, _send: Any) -> None:
+        metrics.note_model("alpha")
+        raise asyncio.CancelledError  # what Serve does to the request task when its client disconnects
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"{}"}
+
+    async def send(_message: Any) -> None:
+        return None
+
+    middleware = metrics.RequestMetricsMiddleware(gone, endpoint="unified")
+    scope = {"type": "http", "method": "POST", "path": "/v1/chat/completions"}
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(middleware(scope, receive, send))
+    assert len(recorded.requests.get(model="alpha", endpoint="unified", code="499")) == 1
+    assert recorded.router_errors.values == {}
+    assert recorded.waiting.get(model="alpha", endpoint="unified") == [1, 0]
