@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import openai
 
 from modelfleet.api.v1alpha1 import ModelFleetStatus
@@ -69,6 +70,15 @@ class Fleet:
     def client(self, prefix: str = "", api_key: str = API_KEY) -> openai.OpenAI:
         # No retries: a 503 or 401 must reach the test, not be retried away.
         return openai.OpenAI(base_url=f"{self.url}{prefix}/v1", api_key=api_key, max_retries=0, timeout=300)
+
+    def infer(self, model: str, max_tokens: int) -> httpx.Response:
+        """POST /v1/infer on the unified endpoint, with the fleet's key."""
+        return httpx.post(
+            f"{self.url}/v1/infer",
+            json={"model_id": model, "input": "Hello", "params": {"max_tokens": max_tokens}},
+            headers={"Authorization": f"Bearer {API_KEY}"},
+            timeout=120,
+        )
 
     def applications(self) -> dict[str, Any]:
         apps: dict[str, Any] = self.local.head.details()["applications"]

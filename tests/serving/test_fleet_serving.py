@@ -88,12 +88,7 @@ def test_model_prefix_serves_only_its_model(fleet: Fleet) -> None:
 
 
 def test_infer(fleet: Fleet) -> None:
-    resp = httpx.post(
-        f"{fleet.url}/v1/infer",
-        json={"model_id": ALWAYS_ON, "input": "Hello", "params": {"max_tokens": 5}},
-        headers={"Authorization": f"Bearer {API_KEY}"},
-        timeout=120,
-    )
+    resp = fleet.infer(ALWAYS_ON, max_tokens=5)
     assert resp.status_code == 200, resp.text
     body = resp.json()
     assert body["model_id"] == ALWAYS_ON

@@ -11,14 +11,13 @@ import urllib.request
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-import httpx
 import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from modelfleet.localray import wait_for
 from serving_app.server import server_deployment_name
-from tests.serving.fleetspec import ALWAYS_ON, API_KEY, SLEEPY, Fleet
+from tests.serving.fleetspec import ALWAYS_ON, SLEEPY, Fleet
 
 pytestmark = pytest.mark.serving
 DASHBOARD = Path(__file__).parents[2] / "dashboards" / "modelfleet.json"
@@ -113,12 +112,7 @@ def send_traffic(fleet: Fleet) -> float:
                 stream=True,
             )
         )
-    resp = httpx.post(
-        f"{fleet.url}/v1/infer",
-        json={"model_id": ALWAYS_ON, "input": "Hello", "params": {"max_tokens": 3}},
-        headers={"Authorization": f"Bearer {API_KEY}"},
-        timeout=120,
-    )
+    resp = fleet.infer(ALWAYS_ON, max_tokens=3)
     assert resp.status_code == 200, resp.text
     with pytest.raises(openai.NotFoundError):
         unified.chat.completions.create(model="no-such-model", messages=CHAT, max_tokens=2)  # type: ignore[arg-type]
