@@ -47,7 +47,7 @@ def build_model_app(args: dict[str, Any]) -> Application:
     server = build_llm_deployment(
         llm_config, name_prefix=SERVER_DEPLOYMENT_PREFIX, deployment_cls=FleetLLMServer
     )
-    ingress = make_ingress_class(parsed.api_key_env, endpoint="prefix")
+    ingress = make_ingress_class(parsed.front_door, endpoint="prefix")
     return serve.deployment(name="ModelIngress", **INGRESS_OPTIONS)(ingress).bind(
         llm_deployments={parsed.name: server},
         model_cards={parsed.name: to_model_metadata(parsed.name, llm_config)},
@@ -60,7 +60,7 @@ def _direct_model_app(parsed: ModelAppArgs, llm_config: LLMConfig) -> Applicatio
     server = _build_direct_streaming_llm_deployment(
         llm_config,
         name_prefix=SERVER_DEPLOYMENT_PREFIX,
-        bind_kwargs={"api_key_env": parsed.api_key_env},
+        bind_kwargs={"front_door": parsed.front_door},
         deployment_cls=FleetLLMServer,
     )
     router = _build_openai_ingress_request_router(server=server, llm_config=llm_config)
@@ -69,5 +69,5 @@ def _direct_model_app(parsed: ModelAppArgs, llm_config: LLMConfig) -> Applicatio
 
 def build_router_app(args: dict[str, Any]) -> Application:
     parsed = RouterAppArgs.model_validate(args)
-    ingress = make_ingress_class(parsed.api_key_env, endpoint="unified")
+    ingress = make_ingress_class(parsed.front_door, endpoint="unified")
     return serve.deployment(name="FleetRouter", **INGRESS_OPTIONS)(ingress).bind(models=parsed.models)

@@ -43,6 +43,23 @@ class ReplicasArgs(_Strict):
         return self
 
 
+# A mounted Secret key, `<secretName>/<key>`, relative to the directory in MODELFLEET_API_KEYS_DIR.
+KEY_FILE = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?/\.?[-_a-zA-Z0-9][-._a-zA-Z0-9]*$"
+
+
+class FrontDoorArgs(_Strict):
+    """What every front door (the router, a model's ingress, a model's own server) enforces."""
+
+    api_keys: list[Annotated[str, Field(pattern=KEY_FILE)]] = Field(
+        description="Files holding the accepted API keys, relative to $MODELFLEET_API_KEYS_DIR; "
+        "empty means no auth."
+    )
+    max_request_bytes: int = Field(ge=1, description="Largest request body; larger gets 413.")
+    max_tokens: int = Field(ge=1, description="Largest max_tokens / max_completion_tokens.")
+    max_n: int = Field(ge=1, description="Largest n.")
+    body_timeout_s: float = Field(gt=0, description="Seconds a client may take to send its body.")
+
+
 class ModelAppArgs(_Strict):
     """Args of one model's application (``serving_app.app:build_model_app``)."""
 
@@ -55,11 +72,7 @@ class ModelAppArgs(_Strict):
     memory_bytes: int | None = Field(default=None, ge=0, description="Memory reserved per replica.")
     replicas: ReplicasArgs
     engine_args: dict[str, Any] = Field(default_factory=dict, description="Passed to vLLM's engine as is.")
-    api_key_env: str | None = Field(
-        default=None,
-        min_length=1,
-        description="Name of the environment variable holding the API key; unset means no auth.",
-    )
+    front_door: FrontDoorArgs
 
     @model_validator(mode="after")
     def _accelerator_matches_gpus(self) -> ModelAppArgs:
@@ -76,7 +89,7 @@ class RouterAppArgs(_Strict):
     models: list[Annotated[str, Field(pattern=DNS_LABEL)]] = Field(
         min_length=1, description="Names of the model applications."
     )
-    api_key_env: str | None = Field(default=None, min_length=1)
+    front_door: FrontDoorArgs
 
     @model_validator(mode="after")
     def _unique(self) -> RouterAppArgs:

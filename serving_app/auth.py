@@ -1,50 +1,115 @@
-"""Bearer API-key auth as a small ASGI middleware.
+"""Bearer API-key auth as a small ASGI middleware; keys are read from mounted files, re-read as they change.
 
-The key never travels in serveConfigV2: args name an environment variable, which the replica reads
-when it serves its first request (Kubernetes injects it from a Secret; locally it is in the
-environment of ``ray start``). A missing variable fails closed: every request gets 401.
+Keys never travel in serveConfigV2: args name files (`<secretName>/<key>`) under the directory in
+``MODELFLEET_API_KEYS_DIR``. On Kubernetes that directory is a projected volume of the fleet's Secrets, which
+the kubelet rewrites when a Secret changes (within about a minute); locally it is a folder of files. Each
+replica re-reads the files at most every ``RELOAD_S`` seconds, so rotating a key needs no restart. A key
+file that is missing or empty accepts nothing; with no usable key at all every request gets 401 (fail
+closed). Keys are compared in constant time, all of them on every request.
 """
 
 from __future__ import annotations
 
 import hmac
+import logging
 import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from serving_app.errors import FleetHTTPError, error_response
 
+API_KEYS_DIR_ENV = "MODELFLEET_API_KEYS_DIR"
+# Kubernetes' default mount of the fleet's key Secrets (the renderer mounts them here).
+DEFAULT_API_KEYS_DIR = "/etc/modelfleet/api-keys"
+# How stale a replica's view of the key files may be.
+RELOAD_S = 2.0
 # Probes must reach /healthz without the key.
 OPEN_PATHS = frozenset({"/healthz"})
 
+log = logging.getLogger("ray.serve")
+
+
+class ApiKeys:
+    """The accepted keys: the named files under the keys directory, re-read at most every ``RELOAD_S``."""
+
+    def __init__(
+        self,
+        files: Sequence[str],
+        *,
+        directory: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.files = list(files)
+        self.directory = Path(directory or os.environ.get(API_KEYS_DIR_ENV) or DEFAULT_API_KEYS_DIR)
+        self._clock = clock
+        self._keys: list[bytes] = []
+        self._loaded_at: float | None = None
+        self._unreadable: frozenset[str] = frozenset()
+
+    def current(self) -> list[bytes]:
+        now = self._clock()
+        if self._loaded_at is None or now - self._loaded_at >= RELOAD_S:
+            self._keys = self._read()
+            self._loaded_at = now
+        return self._keys
+
+    def _read(self) -> list[bytes]:
+        keys: list[bytes] = []
+        unreadable: set[str] = set()
+        for name in self.files:
+            try:
+                key = (self.directory / name).read_bytes().strip()
+            except OSError:
+                key = b""
+            if key:
+                keys.append(key)
+            else:
+                unreadable.add(name)
+        if unreadable != self._unreadable:
+            # Names only: a key's value is never logged.
+            if unreadable:
+                log.warning(
+                    "API key files missing or empty under %s (they accept nothing): %s",
+                    self.directory,
+                    ", ".join(sorted(unreadable)),
+                )
+            else:
+                log.info("all %d API key files under %s are readable", len(self.files), self.directory)
+            self._unreadable = frozenset(unreadable)
+        return keys
+
+    def accepts(self, given: bytes) -> bool:
+        """Whether ``given`` is one of the keys; every key is compared, so timing says nothing about which."""
+        found = False
+        for key in self.current():
+            found |= hmac.compare_digest(given, key)
+        return found
+
 
 class BearerAuthMiddleware:
-    def __init__(self, app: ASGIApp, *, api_key_env: str) -> None:
+    def __init__(self, app: ASGIApp, *, keys: ApiKeys) -> None:
         self.app = app
-        self.api_key_env = api_key_env
-
-    def _expected(self) -> bytes | None:
-        key = os.environ.get(self.api_key_env)
-        return key.encode() if key else None
+        self.keys = keys
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or _route_path(scope) in OPEN_PATHS:
             await self.app(scope, receive, send)
             return
-        expected = self._expected()
         given = _bearer(scope)
-        if expected is None or given is None or not hmac.compare_digest(given, expected):
-            reason = (
-                f"API key not configured on the server ({self.api_key_env} unset)"
-                if expected is None
-                else "Missing or invalid API key: send 'Authorization: Bearer <key>'"
-            )
-            exc = FleetHTTPError(
-                401, reason, type="authentication_error", headers={"WWW-Authenticate": "Bearer"}
-            )
-            await error_response(exc)(scope, receive, send)
+        if given is not None and self.keys.accepts(given):
+            await self.app(scope, receive, send)
             return
-        await self.app(scope, receive, send)
+        reason = (
+            f"No API key is configured on the server (none of the {len(self.keys.files)} key files under "
+            f"{API_KEYS_DIR_ENV} is readable)"
+            if not self.keys.current()
+            else "Missing or invalid API key: send 'Authorization: Bearer <key>'"
+        )
+        exc = FleetHTTPError(401, reason, type="authentication_error", headers={"WWW-Authenticate": "Bearer"})
+        await error_response(exc)(scope, receive, send)
 
 
 def _route_path(scope: Scope) -> str:

@@ -5,7 +5,7 @@ whole fleet (the ``fleet`` router application at ``/``). In the router the model
 other applications, so it looks their handles up by name instead of having them bound.
 
 Added on top of the stock ingress: unknown model -> 404 listing the known models, ``/v1/infer``,
-``/healthz``, Bearer auth, 503 + Retry-After when a model's queue is full.
+``/healthz``, Bearer auth, request limits, 503 + Retry-After when a model's queue is full.
 """
 
 from __future__ import annotations
@@ -25,10 +25,11 @@ from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 from starlette.responses import Response
 
-from serving_app.auth import BearerAuthMiddleware
+from serving_app.args import FrontDoorArgs
 from serving_app.errors import FleetHTTPError, handle_backpressure, handle_fleet_error
+from serving_app.frontdoor import add_front_door
 from serving_app.infer import InferRequest, chat_request, infer_reply
-from serving_app.metrics import RequestMetricsMiddleware, note_model
+from serving_app.metrics import note_model
 from serving_app.server import server_deployment_name
 
 # The fleet's endpoints; Ray's tokenize/score/transcription extras stay off the public surface.
@@ -85,16 +86,12 @@ class FleetIngress(OpenAiIngress):
         return {"status": "ok"}
 
 
-def make_ingress_class(api_key_env: str | None, *, endpoint: str) -> type:
-    """A Serve ingress class around ``FleetIngress`` with auth, error handling and request metrics
-    (labelled ``endpoint``: ``unified`` for the fleet's router, ``prefix`` for a model's ingress)."""
+def make_ingress_class(front_door: FrontDoorArgs, *, endpoint: str) -> type:
+    """A Serve ingress class around ``FleetIngress`` with error handling and the front-door layers (request
+    metrics labelled ``endpoint``: ``unified`` for the fleet's router, ``prefix`` for a model's ingress)."""
     app: FastAPI = init()
     app.add_exception_handler(FleetHTTPError, handle_fleet_error)
     app.add_exception_handler(BackPressureError, handle_backpressure)
-    if api_key_env:
-        # Added after the handlers, so it runs before them: no work for unauthenticated requests.
-        app.add_middleware(BearerAuthMiddleware, api_key_env=api_key_env)
-    # Outermost, so it also counts the requests auth refuses.
-    app.add_middleware(RequestMetricsMiddleware, endpoint=endpoint)
+    add_front_door(app, front_door, endpoint=endpoint)
     cls: type = make_fastapi_ingress(FleetIngress, endpoint_map=ENDPOINTS, app=app)
     return cls

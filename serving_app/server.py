@@ -6,7 +6,8 @@
    message per token would cost ~1 ms of CPU per token and hop (measured, docs/benchmarks.md).
 2. In Ray's high-throughput mode (direct streaming) the server is itself the model's HTTP ingress: HAProxy
    sends the model's prefix straight to vLLM's own OpenAI app inside this replica (no Serve proxy, no
-   ingress hop). We add the fleet's surface to that app: Bearer auth, ``/healthz``, ``/v1/infer``.
+   ingress hop). We add the fleet's surface to that app: Bearer auth, request limits, ``/healthz`` and
+   ``/v1/infer``.
 3. Startup failures in one line. Serve shows the replica constructor's exception in the
    application status; vLLM wraps the root cause in several layers and ANSI-coloured log text. We
    re-raise the root cause as one clean line so the status (and ``kubectl get mf``) is readable.
@@ -19,14 +20,13 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, TypeVar
 
 from fastapi import FastAPI
-from ray.llm._internal.serve.core.server.llm_server import _add_middleware_to_built_app
 from ray.serve.llm import LLMServer
 from starlette.responses import Response
 
-from serving_app.auth import BearerAuthMiddleware
+from serving_app.args import FrontDoorArgs
 from serving_app.errors import FleetHTTPError, ModelStartupError, handle_fleet_error, one_line
+from serving_app.frontdoor import add_front_door
 from serving_app.infer import InferRequest, chat_request, infer_reply
-from serving_app.metrics import RequestMetricsMiddleware
 
 T = TypeVar("T")
 
@@ -95,9 +95,9 @@ async def coalesce(
 class FleetLLMServer(LLMServer):
     # Serve awaits async constructors; LLMServer starts its engine in one.
     async def __init__(  # type: ignore[misc]
-        self, *args: Any, api_key_env: str | None = None, **kwargs: Any
+        self, *args: Any, front_door: FrontDoorArgs | None = None, **kwargs: Any
     ) -> None:
-        self._api_key_env = api_key_env
+        self._front_door = front_door
         try:
             await super().__init__(*args, **kwargs)
         except Exception as exc:
@@ -119,12 +119,9 @@ class FleetLLMServer(LLMServer):
         app.add_api_route("/v1/infer", infer, methods=["POST"])
         app.add_api_route("/healthz", healthz, methods=["GET"])
         app.add_exception_handler(FleetHTTPError, handle_fleet_error)
-        app.middleware_stack = None  # rebuilt lazily with the handler above
-        if self._api_key_env:
-            _add_middleware_to_built_app(app, BearerAuthMiddleware, api_key_env=self._api_key_env)
-        _add_middleware_to_built_app(
-            app, RequestMetricsMiddleware, endpoint="prefix", model=self._llm_config.model_id
-        )
+        # Set in high-throughput mode only, where this server is its application's front door.
+        assert self._front_door is not None, "direct streaming needs the front door's args"
+        add_front_door(app, self._front_door, endpoint="prefix", model=self._llm_config.model_id)
         return app
 
     def _batch_output_stream(self, generator: AsyncIterator[T]) -> AsyncGenerator[list[T], None]:

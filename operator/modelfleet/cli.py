@@ -133,6 +133,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         num_cpus=args.num_cpus,
         timeout_s=args.timeout,
         allow_open_ports=args.allow_open_ports,
+        secrets_dir=args.secrets_dir,
     )
     print()
     print(local.summary(fleet))
@@ -207,6 +208,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="apply spec.highThroughput here although Ray's HAProxy mode then opens ports on all interfaces "
         "(applied anyway inside a private network namespace such as `unshare -rn`)",
+    )
+    up.add_argument(
+        "--secrets-dir",
+        help="folder holding the fleet's API keys as DIR/<secretName>/<key> (the layout Kubernetes mounts "
+        "Secrets in); edit a file to rotate its key. For a single key, MODELFLEET_API_KEY also works",
     )
     up.set_defaults(func=cmd_up)
 

@@ -19,6 +19,7 @@ from modelfleet import metrics
 from modelfleet.api.v1alpha1 import GROUP, PLURAL, VERSION
 from modelfleet.reconcile import RAY_GROUP, RAY_PLURAL, RAY_VERSION, Outcome, Reconciler
 from modelfleet.render import DEFAULT_IMAGE, FLEET_LABEL
+from modelfleet.render.network_policy import ControlPlane
 from modelfleet.serve_details import ServeDetails
 
 ANNOTATION_PREFIX = "modelfleet.dev"
@@ -52,11 +53,26 @@ def configure(settings: kopf.OperatorSettings, logger: Logger, **_: Any) -> None
         config.load_kube_config()  # type: ignore[no-untyped-call]
     image = os.environ.get("MODELFLEET_DEFAULT_IMAGE", DEFAULT_IMAGE)
     details = ServeDetails() if serve_details_enabled() else None
-    _state["reconciler"] = Reconciler(client.CustomObjectsApi(), default_image=image, serve_details=details)
+    control = control_plane()
+    _state["reconciler"] = Reconciler(
+        client.CustomObjectsApi(), default_image=image, serve_details=details, control=control
+    )
     logger.info(
-        "ModelFleet operator ready (default serving image %s; Serve details %s)",
+        "ModelFleet operator ready (default serving image %s; Serve details %s; fleets' dashboards open to "
+        "KubeRay in %s and to this operator in %s)",
         image,
         "read from each fleet's dashboard" if details else "off",
+        control.kuberay_namespace or "any namespace",
+        control.operator_namespace or "any namespace",
+    )
+
+
+def control_plane() -> ControlPlane:
+    """Where the operators calling fleets' dashboards run: MODELFLEET_KUBERAY_NAMESPACE (the chart's
+    `kuberay.namespace`) and MODELFLEET_OPERATOR_NAMESPACE (this pod's, from the downward API)."""
+    return ControlPlane(
+        kuberay_namespace=os.environ.get("MODELFLEET_KUBERAY_NAMESPACE") or None,
+        operator_namespace=os.environ.get("MODELFLEET_OPERATOR_NAMESPACE") or None,
     )
 
 
@@ -98,19 +114,36 @@ def fleet_deleted(body: kopf.Body, **_: Any) -> None:
     metrics.forget(f"{meta.get('namespace')}/{meta.get('name')}")
 
 
-@kopf.on.event(RAY_GROUP, RAY_VERSION, RAY_PLURAL, labels={FLEET_LABEL: kopf.PRESENT})
-def rayservice_changed(body: kopf.Body, type: str | None, logger: Logger, **_: Any) -> None:
-    """KubeRay wrote a status, someone edited or deleted the RayService: reconcile its fleet."""
+def _owner_fleet(body: kopf.Body) -> dict[str, Any] | None:
+    """The live fleet an owned object's label names, or None when it is gone or going."""
     meta = body.get("metadata") or {}
     namespace, owner = meta.get("namespace") or "default", (meta.get("labels") or {}).get(FLEET_LABEL)
     if not owner:
-        return
+        return None
     fleet = _reconciler().get_fleet(namespace, owner)
     if fleet is None or (fleet.get("metadata") or {}).get("deletionTimestamp"):
-        return  # the fleet is gone: the garbage collector takes the RayService
+        return None  # the fleet is gone: the garbage collector takes what it owned
+    return fleet
+
+
+@kopf.on.event(RAY_GROUP, RAY_VERSION, RAY_PLURAL, labels={FLEET_LABEL: kopf.PRESENT})
+def rayservice_changed(body: kopf.Body, type: str | None, logger: Logger, **_: Any) -> None:
+    """KubeRay wrote a status, someone edited or deleted the RayService: reconcile its fleet."""
+    fleet = _owner_fleet(body)
+    if fleet is None:
+        return
     # The event carries the live RayService (unless it is gone): no need to read it again.
+    meta = body.get("metadata") or {}
     gone = type == "DELETED" or bool(meta.get("deletionTimestamp"))
     _run(fleet, logger, rayservice=None if gone else dict(body))
+
+
+@kopf.on.event("networking.k8s.io", "v1", "networkpolicies", labels={FLEET_LABEL: kopf.PRESENT})
+def network_policy_changed(body: kopf.Body, logger: Logger, **_: Any) -> None:
+    """Someone edited or deleted a fleet's NetworkPolicy: reconcile the fleet, which sets it back."""
+    fleet = _owner_fleet(body)
+    if fleet is not None:
+        _run(fleet, logger)
 
 
 def serve_details_enabled() -> bool:

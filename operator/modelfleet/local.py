@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import os
+import shutil
 import sys
 import time
 import urllib.parse
@@ -21,7 +22,7 @@ from modelfleet.api.v1alpha1 import ModelFleet, ModelFleetStatus
 from modelfleet.api.validation import validate_fleet
 from modelfleet.localray import RayHead, start_head, stop_head, wait_for
 from modelfleet.render.cluster import HIGH_THROUGHPUT_ENV
-from modelfleet.render.serve_config import API_KEY_ENV, serve_config
+from modelfleet.render.serve_config import API_KEYS_DIR_ENV, serve_config
 from modelfleet.status import fleet_status
 
 STATE_DIR = Path(os.environ.get("MODELFLEET_HOME", ".modelfleet"))
@@ -91,15 +92,48 @@ def network_is_private() -> bool:
     return {line.split(":", 1)[0].strip() for line in lines} <= {"lo"}
 
 
-def _head_env(fleet: ModelFleet, *, high_throughput: bool) -> dict[str, str]:
-    env: dict[str, str] = {}
-    if fleet.spec.api_key is not None:
+# For a fleet with one API key, `up` also takes the key from this variable (a shorthand for --secrets-dir).
+API_KEY_ENV = "MODELFLEET_API_KEY"
+
+
+def secrets_file(name: str) -> Path:
+    """Where `up` keeps the key given by MODELFLEET_API_KEY, laid out like --secrets-dir."""
+    return STATE_DIR / f"{name}.secrets"
+
+
+def keys_dir(fleet: ModelFleet, secrets_dir: str | None) -> Path | None:
+    """The folder holding the fleet's API keys as `<secretName>/<key>` files (the layout Kubernetes mounts
+    them in), or None for a fleet without keys. The serving app re-reads the files: edit one to rotate."""
+    refs = fleet.spec.all_api_keys
+    if not refs:
+        return None
+    if secrets_dir is None:
         key = os.environ.get(API_KEY_ENV)
-        if not key:
+        if not key or len(refs) > 1:
             raise LocalError(
-                f"spec.apiKey is set: export {API_KEY_ENV}=<key> so the local fleet can check it"
+                f"the fleet names {len(refs)} API key(s) ({', '.join(r.path for r in refs)}): pass "
+                "--secrets-dir DIR with each key in DIR/<secretName>/<key>"
+                + (f", or export {API_KEY_ENV}=<key>" if len(refs) == 1 else "")
             )
-        env[API_KEY_ENV] = key
+        directory = secrets_file(fleet.metadata.name)
+        target = directory / refs[0].path
+        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        directory.chmod(0o700)
+        target.touch(mode=0o600)
+        target.write_text(key, encoding="utf-8")
+        return directory
+    directory = Path(secrets_dir).resolve()
+    missing = [ref.path for ref in refs if not (directory / ref.path).is_file()]
+    if missing:
+        raise LocalError(f"--secrets-dir {directory}: no file for the API key(s) {', '.join(missing)}")
+    return directory
+
+
+def _head_env(fleet: ModelFleet, *, high_throughput: bool, secrets_dir: str | None) -> dict[str, str]:
+    env: dict[str, str] = {}
+    directory = keys_dir(fleet, secrets_dir)
+    if directory is not None:
+        env[API_KEYS_DIR_ENV] = str(directory)
     if high_throughput:
         env.update(HIGH_THROUGHPUT_ENV)
     return env
@@ -137,6 +171,7 @@ def up(
     num_cpus: int | None,
     timeout_s: float,
     allow_open_ports: bool = False,
+    secrets_dir: str | None = None,
     out: TextIO = sys.stdout,
 ) -> LocalFleet:
     """Deploy a fleet locally and wait until every model is ready, asleep or failed.
@@ -146,7 +181,9 @@ def up(
     """
     document = load_fleet(path, cpu=cpu)
     fleet = ModelFleet.model_validate(copy.deepcopy(document))
-    env = _head_env(fleet, high_throughput=_use_high_throughput(fleet, allow_open_ports, out))
+    env = _head_env(
+        fleet, high_throughput=_use_high_throughput(fleet, allow_open_ports, out), secrets_dir=secrets_dir
+    )
     state = state_file(fleet.metadata.name)
     if state.exists() and RayHead.load(state).reachable():
         head = RayHead.load(state)
@@ -261,6 +298,7 @@ def down(name: str | None, out: TextIO = sys.stdout) -> None:
             print(f"removed {state.stem}'s applications from the Ray at {head.dashboard_url}", file=out)
         state.unlink()
         state.with_suffix(".fleet.yaml").unlink(missing_ok=True)
+        shutil.rmtree(secrets_file(state.stem), ignore_errors=True)
 
 
 __all__ = ["LocalError", "LocalFleet", "down", "endpoints", "running", "summary", "up"]

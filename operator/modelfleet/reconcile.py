@@ -1,5 +1,5 @@
 """One reconcile for a fleet, whatever woke it: validate -> render -> server-side apply the owned RayService
-when it differs -> compute status -> patch the fleet's status only when it changed.
+and NetworkPolicy when they differ -> compute status -> patch the fleet's status only when it changed.
 
 Reads like KubeRay's `Reconcile`: fetch, validate, reconcile the child, calculate status, write status if it
 changed. Kubernetes API errors are never swallowed: transient ones become `kopf.TemporaryError` (kopf retries
@@ -17,14 +17,15 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 import kopf
-from kubernetes.client import CustomObjectsApi
+from kubernetes.client import CustomObjectsApi, NetworkingV1Api
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
 from modelfleet.api.problems import Problem
 from modelfleet.api.v1alpha1 import GROUP, PLURAL, VERSION
 from modelfleet.api.validation import validate_fleet
-from modelfleet.render import DEFAULT_IMAGE, render
+from modelfleet.render import DEFAULT_IMAGE, render, render_network_policy
+from modelfleet.render.network_policy import ControlPlane
 from modelfleet.serve_details import Fetch, serving_cluster
 from modelfleet.status import fleet_status, status_document
 
@@ -108,19 +109,30 @@ class Reconciler:
         *,
         default_image: str = DEFAULT_IMAGE,
         serve_details: Fetch | None = None,
+        control: ControlPlane | None = None,
+        networking: NetworkingV1Api | None = None,
     ) -> None:
         """`serve_details(namespace, rayservice)` reads Serve's application details from the serving
-        cluster (replicas, scale to zero), or None; without it status rests on KubeRay's alone."""
+        cluster (replicas, scale to zero), or None; without it status rests on KubeRay's alone.
+        `control` says where the operators calling a fleet's dashboard run (its NetworkPolicy lets them)."""
         self.api = api
         self.default_image = default_image
         self.serve_details = serve_details
+        self.control = control or ControlPlane()
+        self._networking = networking
         # spec key -> (the rendered RayService as JSON, or None; problems). JSON: compact, and loading it
         # gives each caller its own copy faster than a deep copy would.
         self._plans: OrderedDict[str, tuple[str | None, list[Problem]]] = OrderedDict()
         self._plans_lock = threading.Lock()
 
     def plan(self, fleet: dict[str, Any]) -> tuple[dict[str, Any] | None, list[Problem]]:
-        """(the RayService to apply, problems): the fleet validated and rendered, or None and why not.
+        """(the RayService to apply, problems): see `plan_all`."""
+        owned, problems = self.plan_all(fleet)
+        return (None if owned is None else owned[0]), problems
+
+    def plan_all(self, fleet: dict[str, Any]) -> tuple[list[dict[str, Any] | None] | None, list[Problem]]:
+        """([the RayService, the NetworkPolicy or None when disabled], problems): the fleet validated and
+        rendered, or None and why not.
 
         Memoized on what they depend on (name, namespace, spec; the image default is fixed per process):
         most reconciles follow a status change of the RayService and see a spec already rendered, and
@@ -140,7 +152,14 @@ class Reconciler:
                 self._plans.move_to_end(key)
         if found is None:
             parsed, problems = validate_fleet(json.loads(key))
-            desired = None if parsed is None else render(parsed, default_image=self.default_image)
+            desired = (
+                None
+                if parsed is None
+                else [
+                    render(parsed, default_image=self.default_image),
+                    render_network_policy(parsed, self.control),
+                ]
+            )
             found = (None if desired is None else json.dumps(desired), problems)
             with self._plans_lock:
                 self._plans[key] = found
@@ -190,24 +209,29 @@ class Reconciler:
         emit: EventSink,
         rayservice: dict[str, Any] | None,
     ) -> Outcome:
-        desired, problems = self.plan(fleet)
+        owned, problems = self.plan_all(fleet)
         current = rayservice if rayservice is not None else self.get_rayservice(namespace, name)
         events: list[tuple[str, str, str]] = []
         action = "unchanged"
-        if desired is None:
+        if owned is None:
             action = "invalid"
             summary = "; ".join(str(p) for p in problems)
             if not _already_invalid_for(fleet.get("status") or {}, summary):
                 events.append(("Warning", "Invalid", f"spec is invalid, RayService left as it is: {summary}"))
         else:
+            desired, policy = owned
+            assert desired is not None
             kopf.adopt(desired, owner=cast(kopf.Body, fleet))
+            what = f"RayService {namespace}/{name}"
             try:
                 current, action = self._apply(desired, current, fleet)
+                what = f"the NetworkPolicy of {namespace}/{name}"
+                policy_event = self._apply_policy(policy, fleet, namespace, name)
             except ApiException as error:
                 if _is_transient(error):
                     raise
                 # Permanent (403 RBAC, 422 from the schema...): say so on the fleet, stop retrying.
-                refusal = f"the API server refused RayService {namespace}/{name}: {_describe(error)}"
+                refusal = f"the API server refused {what}: {_describe(error)}"
                 self._write_status(fleet, current, [], apply_error=refusal)
                 emit("Warning", "ApplyFailed", refusal)
                 raise kopf.PermanentError(refusal) from error
@@ -216,6 +240,8 @@ class Reconciler:
                     action
                 ]
                 events.append(("Normal", reason, f"RayService {namespace}/{name} {action.replace('-', ' ')}"))
+            if policy_event is not None:
+                events.append(policy_event)
         status, changed = self._write_status(fleet, current, problems)
         events.extend(_transition_events(fleet.get("status") or {}, status))
         for event in events:
@@ -262,6 +288,52 @@ class Reconciler:
         observed = (fleet.get("status") or {}).get("observedGeneration")
         drift = observed is not None and observed == fleet["metadata"].get("generation")
         return cast(dict[str, Any], applied), "drift-corrected" if drift else "updated"
+
+    @property
+    def networking(self) -> NetworkingV1Api:
+        if self._networking is None:
+            self._networking = NetworkingV1Api(self.api.api_client)
+        return self._networking
+
+    def _apply_policy(
+        self, desired: dict[str, Any] | None, fleet: dict[str, Any], namespace: str, name: str
+    ) -> tuple[str, str, str] | None:
+        """Server-side apply of the fleet's NetworkPolicy when it is missing or differs; delete ours when the
+        fleet turned it off. Returns the event to post, if anything changed."""
+        policy_name = (desired or {}).get("metadata", {}).get("name") or f"{name}-ray"
+        try:
+            found = self.networking.read_namespaced_network_policy(policy_name, namespace)
+        except ApiException as error:
+            if error.status != 404:
+                raise
+            found = None
+        # The live object as the API server spells it (camelCase), to compare with what we render.
+        live = None if found is None else self.networking.api_client.sanitize_for_serialization(found)
+        meta = (live or {}).get("metadata") or {}
+        if desired is None:
+            uid = fleet["metadata"].get("uid")
+            if live is None or not any(o.get("uid") == uid for o in meta.get("ownerReferences") or []):
+                return None  # nothing of ours to remove (a policy of that name made by someone else stays)
+            self.networking.delete_namespaced_network_policy(policy_name, namespace)
+            return ("Normal", "NetworkPolicyDeleted", f"NetworkPolicy {namespace}/{policy_name} deleted")
+        kopf.adopt(desired, owner=cast(kopf.Body, fleet))
+        if (
+            live is not None
+            and is_subset(desired["spec"], live.get("spec"))
+            and is_subset(desired["metadata"]["labels"], meta.get("labels") or {})
+            and is_subset(desired["metadata"]["ownerReferences"], meta.get("ownerReferences") or [])
+        ):
+            return None
+        self.networking.patch_namespaced_network_policy(
+            policy_name,
+            namespace,
+            desired,
+            field_manager=FIELD_MANAGER,
+            force=True,
+            _content_type="application/apply-patch+yaml",
+        )
+        verb = "created" if live is None else "updated"
+        return ("Normal", f"NetworkPolicy{verb.title()}", f"NetworkPolicy {namespace}/{policy_name} {verb}")
 
     def _write_status(
         self,

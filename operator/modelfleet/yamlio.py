@@ -13,7 +13,11 @@ import yaml
 
 
 class _Dumper(yaml.SafeDumper):
-    """SafeDumper that writes multi-line strings (serveConfigV2) as literal blocks."""
+    """SafeDumper that writes multi-line strings (serveConfigV2) as literal blocks, and an object used twice
+    in full both times (no `&id001` anchors: readers and KubeRay's byte comparison want plain YAML)."""
+
+    def ignore_aliases(self, data: Any) -> bool:  # noqa: ARG002 (PyYAML's signature)
+        return True
 
 
 def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:

@@ -38,3 +38,11 @@ def test_local_config_is_the_rendered_one_on_loopback() -> None:
     local = local_serve_config(fleet, 18000)
     assert local["applications"] == rendered["applications"]
     assert local["http_options"] == {"host": "127.0.0.1", "port": 18000}
+
+
+def test_the_keys_directory_is_where_the_renderer_mounts_it() -> None:
+    from modelfleet.render import serve_config
+    from serving_app import auth
+
+    assert serve_config.API_KEYS_DIR_ENV == auth.API_KEYS_DIR_ENV
+    assert serve_config.API_KEYS_DIR == auth.DEFAULT_API_KEYS_DIR

@@ -62,15 +62,41 @@ def test_secrets_are_rendered_only_as_references() -> None:
     fleet = ModelFleet.model_validate(document(HERE / "cases" / "secrets-and-cache.yaml"))
     rayservice = render(fleet)
     serve = yaml.safe_load(rayservice["spec"]["serveConfigV2"])
-    assert "llm-keys" not in rayservice["spec"]["serveConfigV2"] and "hf" not in str(serve["applications"])
-    assert {app["args"]["api_key_env"] for app in serve["applications"]} == {"MODELFLEET_API_KEY"}
-    head = rayservice["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]["containers"][0]
-    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in head["env"] if "valueFrom" in e}
-    assert refs == {
-        "HF_TOKEN": {"name": "hf", "key": "token"},
-        "MODELFLEET_API_KEY": {"name": "llm-keys", "key": "key"},
-    }
-    assert {"name": "HF_HOME", "value": "/cache"} in head["env"]
+    assert "hf" not in str(serve["applications"])
+    # The serving app is told which mounted files hold keys, never a key.
+    files = ["llm-keys/key", "llm-keys/team-a", "team-b-key/key"]
+    assert [app["args"]["front_door"]["api_keys"] for app in serve["applications"]] == [files, files]
+    for pod in pods(rayservice):
+        spec = pod["spec"]
+        container = spec["containers"][0]
+        refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"] if "valueFrom" in e}
+        assert refs == {"HF_TOKEN": {"name": "hf", "key": "token"}}
+        assert {"name": "HF_HOME", "value": "/cache"} in container["env"]
+        assert {"name": "MODELFLEET_API_KEYS_DIR", "value": "/etc/modelfleet/api-keys"} in container["env"]
+        # Keys are mounted (so an edited Secret reaches running replicas), read-only, not world-readable.
+        assert {"name": "api-keys", "mountPath": "/etc/modelfleet/api-keys", "readOnly": True} in container[
+            "volumeMounts"
+        ]
+        (keys,) = [v for v in spec["volumes"] if v["name"] == "api-keys"]
+        assert keys["projected"]["defaultMode"] == 0o440
+        mounted = {
+            (source["secret"]["name"], item["key"]): item["path"]
+            for source in keys["projected"]["sources"]
+            for item in source["secret"]["items"]
+        }
+        assert mounted == {
+            ("llm-keys", "key"): "llm-keys/key",
+            ("llm-keys", "team-a"): "llm-keys/team-a",
+            ("team-b-key", "key"): "team-b-key/key",
+        }
+
+
+def test_a_fleet_without_keys_mounts_none() -> None:
+    rayservice = render(ModelFleet.model_validate(document(HERE / "cases" / "single-model.yaml")))
+    for pod in pods(rayservice):
+        assert all(v["name"] != "api-keys" for v in pod["spec"]["volumes"])
+    serve = yaml.safe_load(rayservice["spec"]["serveConfigV2"])
+    assert all(app["args"]["front_door"]["api_keys"] == [] for app in serve["applications"])
 
 
 def pods(rayservice: dict[str, Any]) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,10 +19,12 @@ from ray.serve.config import AutoscalingConfig, AutoscalingContext
 from starlette.testclient import TestClient
 
 from serving_app import metrics
-from serving_app.auth import BearerAuthMiddleware
+from serving_app.args import FrontDoorArgs
+from serving_app.auth import API_KEYS_DIR_ENV
 from serving_app.autoscaling import FleetAutoscalingPolicy
 from serving_app.engine import AUTOSCALING_POLICY
 from serving_app.errors import FleetHTTPError, handle_fleet_error
+from serving_app.frontdoor import add_front_door
 
 
 @dataclass
@@ -47,16 +50,21 @@ class Recorded:
 
 
 @pytest.fixture
-def recorded(monkeypatch: pytest.MonkeyPatch) -> metrics._Metrics:
+def recorded(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> metrics._Metrics:
     fake = metrics._Metrics(
         requests=Recorded(), ttft=Recorded(), waiting=Recorded(), router_errors=Recorded()
     )  # type: ignore[arg-type]
     monkeypatch.setattr(metrics, "_metrics", lambda: fake)
-    monkeypatch.setenv("TEST_KEY", "k")
+    (tmp_path / "keys").mkdir()
+    (tmp_path / "keys" / "k").write_text("k")
+    monkeypatch.setenv(API_KEYS_DIR_ENV, str(tmp_path))
     return fake
 
 
 KNOWN = {"alpha"}
+FRONT_DOOR = FrontDoorArgs(
+    api_keys=["keys/k"], max_request_bytes=1 << 20, max_tokens=100, max_n=2, body_timeout_s=5
+)
 
 
 def front_door(endpoint: str) -> FastAPI:
@@ -79,8 +87,7 @@ def front_door(endpoint: str) -> FastAPI:
             return StreamingResponse(tokens(), media_type="text/event-stream")
         return JSONResponse({"ok": True})
 
-    app.add_middleware(BearerAuthMiddleware, api_key_env="TEST_KEY")
-    app.add_middleware(metrics.RequestMetricsMiddleware, endpoint=endpoint)
+    add_front_door(app, FRONT_DOOR, endpoint=endpoint)
     return app
 
 

@@ -38,6 +38,11 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 - apiGroups: [ray.io]
   resources: [rayservices]
   verbs: [get, list, watch, create, patch]
+# The owned NetworkPolicy around the fleet's Ray pods: server-side applied, watched for hand edits, deleted
+# when a fleet turns it off (networkPolicy.enabled: false).
+- apiGroups: [networking.k8s.io]
+  resources: [networkpolicies]
+  verbs: [get, list, watch, create, patch, delete]
 # Events on fleets (Created, Updated, Invalid, ModelFailed, FleetReady). kopf posts core/v1 Events only.
 - apiGroups: [""]
   resources: [events]

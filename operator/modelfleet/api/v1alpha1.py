@@ -29,6 +29,9 @@ RESERVED_MODEL_NAMES = ("v1", "fleet", "healthz", "metrics", "docs", "openapi.js
 # KubeRay's Serve Service is `<rayservice>-serve-svc`; the Serve HTTP proxy listens on this port.
 SERVE_PORT = 8000
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+# A Secret's key as Kubernetes allows it (alphanumerics, '-', '_', '.'; not '.', '..' or '..x').
+SECRET_KEY = r"^\.?[-_a-zA-Z0-9][-._a-zA-Z0-9]*$"
 # A Kubernetes resource quantity, e.g. 8Gi, 512Mi, 1.5G, 1000000.
 QUANTITY = r"^[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+|[KMGTPE]i?|[mkMGTPE])?$"
 
@@ -62,9 +65,22 @@ class SecretKeyRef(ApiModel):
     """A key of a Secret in the fleet's namespace. Only the reference is stored and rendered."""
 
     secret_name: str = Field(
-        description="Name of the Secret in the fleet's namespace.", min_length=1, max_length=253
+        description="Name of the Secret in the fleet's namespace.",
+        min_length=1,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN,
     )
-    key: str = Field(description="Key inside the Secret whose value is used.", min_length=1, max_length=253)
+    key: str = Field(
+        description="Key inside the Secret whose value is used.",
+        min_length=1,
+        max_length=253,
+        pattern=SECRET_KEY,
+    )
+
+    @property
+    def path(self) -> str:
+        """`<secretName>/<key>`: where the key is mounted under the fleet's keys directory."""
+        return f"{self.secret_name}/{self.key}"
 
 
 class Replicas(ApiModel):
@@ -262,6 +278,110 @@ class ModelCache(ApiModel):
     )
 
 
+class LabelSelectorRequirement(ApiModel):
+    """One `matchExpressions` entry of a Kubernetes label selector."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "(self.operator in ['In', 'NotIn']) == (has(self.values) && size(self.values) > 0)",
+                    "values must be non-empty for In and NotIn, and empty for Exists and DoesNotExist",
+                    ".values",
+                ),
+            ]
+        }
+    )
+
+    key: str = Field(min_length=1, max_length=316, description="The label key.")
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"] = Field(
+        description="In, NotIn, Exists or DoesNotExist."
+    )
+    values: list[str] = Field(
+        default_factory=list, max_length=64, description="Values for In and NotIn; empty otherwise."
+    )
+
+
+class LabelSelector(ApiModel):
+    """A Kubernetes label selector; empty selects everything."""
+
+    match_labels: dict[str, str] = Field(default_factory=dict, description="Labels that must all match.")
+    match_expressions: list[LabelSelectorRequirement] = Field(
+        default_factory=list, max_length=16, description="Requirements that must all hold."
+    )
+
+
+class NetworkPeer(ApiModel):
+    """Who may connect, as in a NetworkPolicy peer: pods matching `podSelector` in the namespaces matching
+    `namespaceSelector`. Only `podSelector` means the fleet's namespace; only `namespaceSelector` means
+    every pod of those namespaces."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "has(self.namespaceSelector) || has(self.podSelector)",
+                    "set namespaceSelector, podSelector or both",
+                ),
+            ]
+        }
+    )
+
+    namespace_selector: LabelSelector | None = Field(
+        default=None,
+        description="Namespaces, by label (`kubernetes.io/metadata.name: <ns>` names one); {} is all.",
+    )
+    pod_selector: LabelSelector | None = Field(default=None, description="Pods, by label; {} is all.")
+
+
+class NetworkPolicySpec(ApiModel):
+    """The NetworkPolicy the operator renders around the fleet's Ray pods (ingress only)."""
+
+    enabled: bool = Field(
+        default=True,
+        description="Render the policy. In high-throughput mode every replica and HAProxy listen on all pod "
+        "interfaces: without a policy any pod that can reach a Ray pod can skip the front door.",
+    )
+    allow_from: list[NetworkPeer] = Field(
+        default_factory=list,
+        max_length=32,
+        description="Clients allowed on the Serve port (8000). Empty: every pod of the fleet's namespace.",
+    )
+    metrics_from: list[NetworkPeer] = Field(
+        default_factory=list,
+        max_length=32,
+        description="Scrapers allowed on the metrics ports (8080, and HAProxy's in high-throughput mode). "
+        "Empty: every pod of the `monitoring` namespace.",
+    )
+
+
+class Limits(ApiModel):
+    """What one request may ask of the fleet, enforced by every front door before a model sees it."""
+
+    max_request_bytes: int = Field(
+        default=10 * 1024 * 1024,
+        ge=1024,
+        le=1024 * 1024 * 1024,
+        description="Largest request body in bytes; larger ones get 413.",
+    )
+    max_tokens: int = Field(
+        default=8192,
+        ge=1,
+        le=10_000_000,
+        description="Largest `max_tokens` / `max_completion_tokens` a request may ask for; more gets 400.",
+    )
+    max_n: int = Field(
+        default=8, ge=1, le=128, description="Largest `n` (choices per request); more gets 400."
+    )
+    body_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="How long a client may take to send its request body once the headers arrived; "
+        "slower clients get 408 and are cut off.",
+    )
+
+
 class ModelFleetSpec(ApiModel):
     """Desired state: the models to serve and the Ray cluster that serves them."""
 
@@ -272,6 +392,12 @@ class ModelFleetSpec(ApiModel):
                     "self.models.all(m, self.models.exists_one(n, n.name == m.name))",
                     "model names must be unique",
                     ".models",
+                ),
+                cel(
+                    "!has(self.apiKeys) || self.apiKeys.all(k, self.apiKeys.exists_one(j, "
+                    "j.secretName == k.secretName && j.key == k.key))",
+                    "apiKeys must not name the same Secret key twice",
+                    ".apiKeys",
                 ),
                 cel(
                     "self.workers.all(w, self.workers.exists_one(v, v.name == w.name))",
@@ -306,8 +432,21 @@ class ModelFleetSpec(ApiModel):
     )
     api_key: SecretKeyRef | None = Field(
         default=None,
-        description="API key clients must send as `Authorization: Bearer <key>`, by Secret reference only.",
+        description="API key clients must send as `Authorization: Bearer <key>`, by Secret reference only. "
+        "Shorthand for a one-entry apiKeys; both may be set.",
     )
+    api_keys: list[SecretKeyRef] = Field(
+        default_factory=list,
+        max_length=64,
+        description="API keys, one per client or team, by Secret reference only. Any of them is accepted; "
+        "editing a Secret rotates its key on the running replicas (mounted, re-read within about a minute), "
+        "deleting one revokes it.",
+    )
+    network_policy: NetworkPolicySpec = Field(
+        default_factory=NetworkPolicySpec,
+        description="The NetworkPolicy around the fleet's Ray pods (on by default).",
+    )
+    limits: Limits = Field(default_factory=Limits, description="Per-request limits of the front doors.")
     upgrade_strategy: Literal["NewCluster", "NewClusterWithIncrementalUpgrade", "None"] = Field(
         default="NewCluster",
         description="How KubeRay rolls out a change of image, head or workers (RayService upgradeStrategy).",
@@ -319,6 +458,12 @@ class ModelFleetSpec(ApiModel):
         "streaming). 1.7-2.3x the throughput of the standard path in docs/benchmarks.md. HAProxy and the "
         "replicas then listen on all pod interfaces (only the Serve port is on the Service).",
     )
+
+    @property
+    def all_api_keys(self) -> list[SecretKeyRef]:
+        """The accepted keys: apiKey first, then apiKeys, each Secret key once."""
+        refs = ([self.api_key] if self.api_key is not None else []) + self.api_keys
+        return list({ref.path: ref for ref in refs}.values())
 
 
 class Condition(ApiModel):

@@ -14,6 +14,7 @@ import yaml
 
 from modelfleet.api.v1alpha1 import SERVE_PORT, ModelFleet
 from modelfleet.render import cluster
+from modelfleet.render.network_policy import ControlPlane, network_policy
 from modelfleet.render.serve_config import serve_config_v2
 from modelfleet.yamlio import dump
 
@@ -83,3 +84,18 @@ def render(fleet: ModelFleet, *, default_image: str = DEFAULT_IMAGE) -> dict[str
 def render_yaml(fleet: ModelFleet, *, default_image: str = DEFAULT_IMAGE) -> str:
     """The RayService as deterministic YAML (sorted keys)."""
     return dump(render(fleet, default_image=default_image))
+
+
+def render_network_policy(fleet: ModelFleet, control: ControlPlane | None = None) -> dict[str, Any] | None:
+    """The NetworkPolicy around the fleet's Ray pods (render/network_policy.py), or None when disabled.
+    Only the fleet label selects the pods: KubeRay adds its own labels, and every cluster of the fleet
+    (both during an upgrade) carries it."""
+    return network_policy(fleet, labels(fleet), {FLEET_LABEL: fleet.metadata.name}, control or ControlPlane())
+
+
+def render_all(
+    fleet: ModelFleet, *, default_image: str = DEFAULT_IMAGE, control: ControlPlane | None = None
+) -> list[dict[str, Any]]:
+    """Every object a fleet owns: its RayService, then its NetworkPolicy when enabled."""
+    policy = render_network_policy(fleet, control)
+    return [render(fleet, default_image=default_image), *([policy] if policy else [])]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from modelfleet.api.v1alpha1 import ModelFleetSpec, WorkerGroup
-from modelfleet.render.serve_config import API_KEY_ENV
+from modelfleet.render.serve_config import API_KEYS_DIR, API_KEYS_DIR_ENV
 
 RAY_VERSION = "2.60.0"
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -59,11 +59,8 @@ def env(spec: ModelFleetSpec) -> list[dict[str, Any]]:
         out.append(
             {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": ref.secret_name, "key": ref.key}}}
         )
-    if spec.api_key is not None:
-        ref = spec.api_key
-        out.append(
-            {"name": API_KEY_ENV, "valueFrom": {"secretKeyRef": {"name": ref.secret_name, "key": ref.key}}}
-        )
+    if spec.all_api_keys:
+        out.append({"name": API_KEYS_DIR_ENV, "value": API_KEYS_DIR})
     if spec.high_throughput:
         out.extend({"name": name, "value": value} for name, value in sorted(HIGH_THROUGHPUT_ENV.items()))
     return out
@@ -84,10 +81,31 @@ def worker_env(spec: ModelFleetSpec) -> list[dict[str, Any]]:
     ]
 
 
+def api_keys_volume(spec: ModelFleetSpec) -> dict[str, Any]:
+    """The fleet's API keys as one projected volume: each Secret key at `<secretName>/<key>`.
+
+    Mounted, not in the environment, so the kubelet rewrites a key when its Secret changes and the serving
+    app picks it up without a restart. `optional`: a missing Secret or key accepts nothing (the serving app
+    logs which) instead of keeping every Ray pod from starting; deleting it revokes the key.
+    """
+    by_secret: dict[str, list[dict[str, str]]] = {}
+    for ref in spec.all_api_keys:
+        by_secret.setdefault(ref.secret_name, []).append({"key": ref.key, "path": ref.path})
+    sources = [
+        {"secret": {"name": name, "items": sorted(items, key=lambda i: i["path"]), "optional": True}}
+        for name, items in sorted(by_secret.items())
+    ]
+    # 0440 (group: the ray user's group), readable by the serving processes only.
+    return {"name": "api-keys", "projected": {"defaultMode": 0o440, "sources": sources}}
+
+
 def volumes(spec: ModelFleetSpec) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(volumes, volumeMounts): shared memory for the engines, and the model cache when set."""
+    """(volumes, volumeMounts): shared memory for the engines, the API keys and the model cache when set."""
     vols: list[dict[str, Any]] = [{"name": "dshm", "emptyDir": {"medium": "Memory"}}]
     mounts: list[dict[str, Any]] = [{"name": "dshm", "mountPath": "/dev/shm"}]
+    if spec.all_api_keys:
+        vols.append(api_keys_volume(spec))
+        mounts.append({"name": "api-keys", "mountPath": API_KEYS_DIR, "readOnly": True})
     if spec.model_cache is not None:
         vols.append(
             {"name": "model-cache", "persistentVolumeClaim": {"claimName": spec.model_cache.claim_name}}

@@ -15,11 +15,26 @@ from modelfleet.yamlio import dump
 MODEL_IMPORT_PATH = "serving_app.app:build_model_app"
 ROUTER_IMPORT_PATH = "serving_app.app:build_router_app"
 ROUTER_APP_NAME = "fleet"
-# The environment variable the serving app reads the API key from; the key itself is never rendered.
-API_KEY_ENV = "MODELFLEET_API_KEY"
+# Where the serving app finds the API key files the args name (serving_app.auth reads the same variable;
+# tests/unit/test_args_contract.py keeps the two in step). Keys are mounted there, never rendered.
+API_KEYS_DIR_ENV = "MODELFLEET_API_KEYS_DIR"
+API_KEYS_DIR = "/etc/modelfleet/api-keys"
 
 
-def model_args(model: ModelSpec, api_key_env: str | None) -> dict[str, Any]:
+def front_door_args(spec: ModelFleetSpec) -> dict[str, Any]:
+    """What every front door enforces: the key files to accept (names only; the keys are mounted, never
+    rendered) and the fleet's request limits."""
+    limits = spec.limits
+    return {
+        "api_keys": [ref.path for ref in spec.all_api_keys],
+        "max_request_bytes": limits.max_request_bytes,
+        "max_tokens": limits.max_tokens,
+        "max_n": limits.max_n,
+        "body_timeout_s": limits.body_timeout_seconds,
+    }
+
+
+def model_args(model: ModelSpec, front_door: dict[str, Any]) -> dict[str, Any]:
     """The `args` of one model's application (snake_case, every key present)."""
     replicas = model.replicas
     return {
@@ -40,20 +55,20 @@ def model_args(model: ModelSpec, api_key_env: str | None) -> dict[str, Any]:
             "downscale_delay_s": replicas.downscale_delay_seconds,
         },
         "engine_args": dict(model.engine_args),
-        "api_key_env": api_key_env,
+        "front_door": front_door,
     }
 
 
 def serve_config(spec: ModelFleetSpec) -> dict[str, Any]:
     """The Serve deploy config as a dict; applications sorted by name so reordering models is a no-op."""
-    api_key_env = API_KEY_ENV if spec.api_key is not None else None
+    front_door = front_door_args(spec)
     models = sorted(spec.models, key=lambda m: m.name)
     applications: list[dict[str, Any]] = [
         {
             "name": model.name,
             "route_prefix": f"/{model.name}",
             "import_path": MODEL_IMPORT_PATH,
-            "args": model_args(model, api_key_env),
+            "args": model_args(model, front_door),
         }
         for model in models
     ]
@@ -62,7 +77,7 @@ def serve_config(spec: ModelFleetSpec) -> dict[str, Any]:
             "name": ROUTER_APP_NAME,
             "route_prefix": "/",
             "import_path": ROUTER_IMPORT_PATH,
-            "args": {"models": [model.name for model in models], "api_key_env": api_key_env},
+            "args": {"models": [model.name for model in models], "front_door": front_door},
         }
     )
     return {

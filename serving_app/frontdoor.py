@@ -1,0 +1,25 @@
+"""The layers every front door puts around its app: the router, a model's ingress, a model's own server.
+
+Outermost first: request metrics (so refusals are counted too), Bearer auth (no work for a request without
+a valid key), then the fleet's request limits (the body is read once, bounded in size and time).
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from serving_app.args import FrontDoorArgs
+from serving_app.auth import ApiKeys, BearerAuthMiddleware
+from serving_app.limits import RequestLimitsMiddleware
+from serving_app.metrics import RequestMetricsMiddleware
+
+
+def add_front_door(app: FastAPI, args: FrontDoorArgs, *, endpoint: str, model: str = "") -> None:
+    """Wrap ``app`` (built or not) in the front-door layers; ``endpoint`` and ``model`` label its metrics."""
+    # A built app (vLLM's builds its stack eagerly) rebuilds lazily with the layers below.
+    app.middleware_stack = None
+    # Starlette puts the last added outermost.
+    app.add_middleware(RequestLimitsMiddleware, limits=args)
+    if args.api_keys:
+        app.add_middleware(BearerAuthMiddleware, keys=ApiKeys(args.api_keys))
+    app.add_middleware(RequestMetricsMiddleware, endpoint=endpoint, model=model)

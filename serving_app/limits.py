@@ -1,0 +1,130 @@
+"""The fleet's per-request limits, enforced by every front door before a model sees the request.
+
+A pure ASGI middleware reads the body once, under a deadline and a size cap, checks the generation limits
+of the inference calls, and hands the same bytes on:
+- a body larger than ``max_request_bytes`` -> 413 (at once when Content-Length says so);
+- a body not complete ``body_timeout_s`` after the headers -> 408 and the connection closed, so a client
+  trickling bytes holds a coroutine for a bounded time and never a model replica;
+- ``max_tokens`` / ``max_completion_tokens`` / ``n`` above the fleet's limits -> 400 naming the field,
+  the value and the limit (OpenAI's error shape).
+A body that is not JSON is passed on untouched: the endpoint answers it with its own 400.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from serving_app.args import FrontDoorArgs
+from serving_app.errors import FleetHTTPError, error_response
+
+# The calls whose bodies carry generation parameters; /v1/infer keeps them under "params".
+_GENERATION_PATHS = ("/chat/completions", "/completions", "/infer")
+_TOKEN_FIELDS = ("max_tokens", "max_completion_tokens")
+
+
+class RequestLimitsMiddleware:
+    def __init__(self, app: ASGIApp, *, limits: FrontDoorArgs) -> None:
+        self.app = app
+        self.limits = limits
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method") not in ("POST", "PUT", "PATCH"):
+            await self.app(scope, receive, send)
+            return
+        try:
+            body = await self._read_body(scope, receive)
+            if body is None:
+                return  # the client went away before its body was complete: nobody to answer
+            if scope["path"].endswith(_GENERATION_PATHS):
+                self._check_generation(body)
+        except FleetHTTPError as exc:
+            await error_response(exc)(scope, receive, send)
+            return
+        await self.app(scope, _replay(body, receive), send)
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes | None:
+        """The whole body, read under the size cap and the deadline; None when the client disconnected."""
+        limit = self.limits.max_request_bytes
+        declared = _content_length(scope)
+        if declared is not None and declared > limit:
+            raise _too_large(limit, declared)
+        deadline = time.monotonic() + self.limits.body_timeout_s
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            try:
+                message = await asyncio.wait_for(receive(), max(deadline - time.monotonic(), 0))
+            except TimeoutError:
+                raise FleetHTTPError(
+                    408,
+                    f"The request body did not arrive within {self.limits.body_timeout_s:g} s "
+                    f"(limits.bodyTimeoutSeconds): {size} bytes received.",
+                    headers={"Connection": "close"},
+                ) from None
+            if message["type"] != "http.request":
+                return None
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(limit, size)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    def _check_generation(self, body: bytes) -> None:
+        try:
+            document: Any = json.loads(body)
+        except ValueError:
+            return  # not JSON: the endpoint's own 400 says so
+        if not isinstance(document, dict):
+            return
+        params = document.get("params") if isinstance(document.get("params"), dict) else document
+        for name in _TOKEN_FIELDS:
+            _at_most(params, name, self.limits.max_tokens, "limits.maxTokens")
+        _at_most(params, "n", self.limits.max_n, "limits.maxN")
+
+
+def _at_most(params: dict[str, Any], name: str, limit: int, setting: str) -> None:
+    value = params.get(name)
+    if isinstance(value, int) and not isinstance(value, bool) and value > limit:
+        raise FleetHTTPError(
+            400, f"{name} is {value}, above this fleet's limit of {limit} ({setting}).", param=name
+        )
+
+
+def _too_large(limit: int, size: int) -> FleetHTTPError:
+    return FleetHTTPError(
+        413,
+        f"The request body is larger than this fleet's limit of {limit} bytes "
+        f"(limits.maxRequestBytes): {size} bytes or more.",
+        headers={"Connection": "close"},
+    )
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", []):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A receive that hands out the body once, then the client's own messages (a disconnect)."""
+    sent = False
+
+    async def replayed() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replayed
