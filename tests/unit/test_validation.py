@@ -205,6 +205,37 @@ CASES: list[tuple[str, Callable[[Doc], None], str, str]] = [
         "spec.models[0].engineArgs.served_model_name",
         "semantic",
     ),
+    (
+        "api-keys-duplicate",
+        spec(apiKeys=[{"secretName": "k", "key": "a"}, {"secretName": "k", "key": "a"}]),
+        "spec.apiKeys",
+        "cel",
+    ),
+    (
+        "api-key-bad-secret-name",
+        spec(apiKeys=[{"secretName": "Keys!", "key": "a"}]),
+        "spec.apiKeys[0].secretName",
+        "schema",
+    ),
+    ("api-key-dotdot-key", spec(apiKey={"secretName": "keys", "key": "../etc"}), "spec.apiKey.key", "schema"),
+    ("network-peer-empty", spec(networkPolicy={"allowFrom": [{}]}), "spec.networkPolicy.allowFrom[0]", "cel"),
+    (
+        "network-peer-in-without-values",
+        spec(
+            networkPolicy={
+                "metricsFrom": [{"podSelector": {"matchExpressions": [{"key": "app", "operator": "In"}]}}]
+            }
+        ),
+        "spec.networkPolicy.metricsFrom[0].podSelector.matchExpressions[0].values",
+        "cel",
+    ),
+    ("limits-tiny-body", spec(limits={"maxRequestBytes": 10}), "spec.limits.maxRequestBytes", "schema"),
+    (
+        "limits-zero-timeout",
+        spec(limits={"bodyTimeoutSeconds": 0}),
+        "spec.limits.bodyTimeoutSeconds",
+        "schema",
+    ),
     ("tensor-parallel-vs-gpus", engine(tensor_parallel_size=2), "spec.models[0].gpus", "semantic"),
     (
         "tensor-parallel-not-int",

@@ -1,0 +1,230 @@
+"""The front door's auth and request limits, without Ray: the layers every fleet endpoint puts first.
+
+The real fleet runs them in tests/serving (both data paths); these cases pin the rules and messages."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import FastAPI, Request
+from starlette.testclient import TestClient
+from starlette.types import Message
+
+from serving_app.args import FrontDoorArgs
+from serving_app.auth import API_KEYS_DIR_ENV, RELOAD_S, ApiKeys
+from serving_app.frontdoor import add_front_door
+from serving_app.limits import RequestLimitsMiddleware
+
+LIMITS = FrontDoorArgs(
+    api_keys=["team-keys/a", "team-keys/b", "solo/key"],
+    max_request_bytes=2048,
+    max_tokens=100,
+    max_n=2,
+    body_timeout_s=0.5,
+)
+
+
+@pytest.fixture
+def keys_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for name, value in {"team-keys/a": "key-a", "team-keys/b": "key-b\n", "solo/key": "key-solo"}.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text(value)
+    monkeypatch.setenv(API_KEYS_DIR_ENV, str(tmp_path))
+    return tmp_path
+
+
+def app() -> FastAPI:
+    """An endpoint that echoes what reached it."""
+    echo = FastAPI()
+
+    @echo.post("/v1/chat/completions")
+    @echo.post("/v1/infer")
+    @echo.post("/v1/embeddings")
+    async def reached(request: Request) -> dict[str, Any]:
+        return {"body": (await request.body()).decode()}
+
+    @echo.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    add_front_door(echo, LIMITS, endpoint="unified")
+    return echo
+
+
+def post(client: TestClient, body: Any, key: str = "key-a", path: str = "/v1/chat/completions") -> Any:
+    return client.post(path, json=body, headers={"Authorization": f"Bearer {key}"})
+
+
+@pytest.mark.usefixtures("keys_dir")
+def test_every_listed_key_is_accepted_and_nothing_else() -> None:
+    client = TestClient(app())
+    for key in ("key-a", "key-b", "key-solo"):
+        assert post(client, {"model": "m"}, key=key).status_code == 200, key
+    for key in ("key-c", "key-", "key-a key-b", ""):
+        reply = post(client, {"model": "m"}, key=key)
+        assert reply.status_code == 401, key
+        assert reply.json()["error"]["type"] == "authentication_error"
+        assert reply.headers["www-authenticate"] == "Bearer"
+    assert client.post("/v1/chat/completions", json={}).status_code == 401  # no header at all
+    assert client.get("/healthz").status_code == 200  # probes need no key
+
+
+def test_a_rotated_key_applies_within_the_reload_period_without_a_restart(keys_dir: Path) -> None:
+    now = [0.0]
+    keys = ApiKeys(LIMITS.api_keys, clock=lambda: now[0])
+    assert keys.accepts(b"key-a")
+    (keys_dir / "team-keys" / "a").write_text("key-a2")
+    now[0] += RELOAD_S / 2
+    assert keys.accepts(b"key-a")  # cached: files are read at most every RELOAD_S
+    now[0] += RELOAD_S
+    assert not keys.accepts(b"key-a") and keys.accepts(b"key-a2")
+    assert keys.accepts(b"key-b")  # the others are untouched
+
+
+def test_a_missing_key_file_accepts_nothing_and_is_named_in_the_log_without_any_key(
+    keys_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (keys_dir / "solo" / "key").unlink()
+    (keys_dir / "team-keys" / "b").write_text("   \n")  # an empty key must never match an empty token
+    with caplog.at_level(logging.INFO, logger="ray.serve"):
+        keys = ApiKeys(LIMITS.api_keys)
+        assert keys.accepts(b"key-a") and not keys.accepts(b"key-solo") and not keys.accepts(b"")
+    assert "solo/key" in caplog.text and "team-keys/b" in caplog.text
+    assert "key-a" not in caplog.text and "key-solo" not in caplog.text
+
+
+def test_with_no_readable_key_every_request_is_refused_and_told_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(API_KEYS_DIR_ENV, str(tmp_path / "nothing-here"))
+    reply = post(TestClient(app()), {"model": "m"}, key="anything")
+    assert reply.status_code == 401
+    assert "none of the 3 key files" in reply.json()["error"]["message"]
+
+
+@pytest.mark.usefixtures("keys_dir")
+def test_every_key_is_compared_whatever_matches(monkeypatch: pytest.MonkeyPatch) -> None:
+    import hmac
+
+    compared: list[bytes] = []
+    real = hmac.compare_digest
+
+    def counting(a: bytes, b: bytes) -> bool:
+        compared.append(b)
+        return real(a, b)
+
+    monkeypatch.setattr(hmac, "compare_digest", counting)
+    ApiKeys(LIMITS.api_keys).accepts(b"key-a")
+    assert compared == [b"key-a", b"key-b", b"key-solo"]  # no early exit on the first match
+
+
+@pytest.mark.parametrize(
+    ("body", "param", "words"),
+    [
+        ({"model": "m", "max_tokens": 101}, "max_tokens", ["101", "limit of 100", "limits.maxTokens"]),
+        (
+            {"model": "m", "max_completion_tokens": 5000},
+            "max_completion_tokens",
+            ["5000", "limits.maxTokens"],
+        ),
+        ({"model": "m", "n": 3}, "n", ["n is 3", "limit of 2", "limits.maxN"]),
+    ],
+)
+@pytest.mark.usefixtures("keys_dir")
+def test_generation_limits_get_400_naming_the_field_value_and_limit(
+    body: dict[str, Any], param: str, words: list[str]
+) -> None:
+    reply = post(TestClient(app()), body)
+    assert reply.status_code == 400
+    error = reply.json()["error"]
+    assert error["param"] == param and error["type"] == "invalid_request_error"
+    assert all(word in error["message"] for word in words), error["message"]
+
+
+@pytest.mark.usefixtures("keys_dir")
+def test_requests_within_the_limits_reach_the_endpoint_unchanged() -> None:
+    client = TestClient(app())
+    body = {"model": "m", "max_tokens": 100, "n": 2, "messages": [{"role": "user", "content": "hé"}]}
+    reply = post(client, body)
+    assert reply.status_code == 200 and json.loads(reply.json()["body"]) == body
+    # /v1/infer keeps its generation parameters under "params".
+    assert post(client, {"model_id": "m", "params": {"max_tokens": 500}}, path="/v1/infer").status_code == 400
+    # Other calls have no generation limits, and a body that is not JSON is the endpoint's to refuse.
+    assert post(client, {"input": "x", "n": 50}, path="/v1/embeddings").status_code == 200
+    raw = client.post("/v1/chat/completions", content=b"{not json", headers={"Authorization": "Bearer key-a"})
+    assert raw.status_code == 200 and raw.json()["body"] == "{not json"
+
+
+@pytest.mark.usefixtures("keys_dir")
+def test_a_body_over_the_size_limit_gets_413() -> None:
+    client = TestClient(app())
+    reply = post(client, {"model": "m", "prompt": "x" * 4000})
+    assert reply.status_code == 413
+    assert "limit of 2048 bytes" in reply.json()["error"]["message"]
+    assert "limits.maxRequestBytes" in reply.json()["error"]["message"]
+
+
+@pytest.mark.usefixtures("keys_dir")
+def test_an_unauthenticated_request_is_refused_before_its_body_is_read() -> None:
+    reply = post(TestClient(app()), {"model": "m", "prompt": "x" * 4000}, key="wrong")
+    assert reply.status_code == 401
+
+
+def run_asgi(
+    messages: list[Message], delays: list[float], headers: list[tuple[bytes, bytes]]
+) -> list[Message]:
+    """Drive the limits layer directly with a client that sends `messages` after `delays`."""
+    reached: list[bytes] = []
+
+    async def endpoint(_scope: Any, receive: Any, send: Any) -> None:
+        message = await receive()
+        reached.append(message["body"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    sent: list[Message] = []
+
+    async def main() -> None:
+        queue = list(zip(delays, messages, strict=True))
+
+        async def receive() -> Message:
+            if not queue:
+                await asyncio.sleep(3600)
+            delay, message = queue.pop(0)
+            await asyncio.sleep(delay)
+            return message
+
+        async def send(message: Message) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "method": "POST", "path": "/v1/chat/completions", "headers": headers}
+        await asyncio.wait_for(RequestLimitsMiddleware(endpoint, limits=LIMITS)(scope, receive, send), 10)
+
+    asyncio.run(main())
+    return [*sent, {"type": "reached", "bodies": reached}]
+
+
+def test_a_client_trickling_its_body_is_cut_off_with_408() -> None:
+    chunks = [{"type": "http.request", "body": b"{", "more_body": True}] * 20
+    sent = run_asgi(chunks, [0.1] * 20, [])
+    start = sent[0]
+    assert start["status"] == 408 and (b"connection", b"close") in start["headers"]
+    assert "limits.bodyTimeoutSeconds" in json.loads(sent[1]["body"])["error"]["message"]
+    assert sent[-1]["bodies"] == []  # the endpoint never saw it
+
+
+def test_a_declared_oversized_body_is_refused_before_reading_it() -> None:
+    sent = run_asgi([], [], [(b"content-length", b"999999")])
+    assert sent[0]["status"] == 413 and sent[-1]["bodies"] == []
+
+
+def test_a_body_in_pieces_is_handed_on_whole() -> None:
+    pieces = [b'{"model": ', b'"m", "n": ', b"1}"]
+    messages = [{"type": "http.request", "body": p, "more_body": i < 2} for i, p in enumerate(pieces)]
+    sent = run_asgi(messages, [0.05] * 3, [])
+    assert sent[0]["status"] == 200 and sent[-1]["bodies"] == [b"".join(pieces)]
