@@ -38,14 +38,14 @@ def _fleets(path: str) -> tuple[list[ModelFleet], list[str]]:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from modelfleet.render import render
+    from modelfleet.render import render_all
 
     fleets, problems = _fleets(args.file)
     if problems:
         print("\n".join(problems), file=sys.stderr)
         return 1
     kwargs = {"default_image": args.image} if args.image else {}
-    sys.stdout.write(yamlio.dump_all([render(fleet, **kwargs) for fleet in fleets]))
+    sys.stdout.write(yamlio.dump_all([obj for fleet in fleets for obj in render_all(fleet, **kwargs)]))
     return 0
 
 
@@ -173,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="modelfleet", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    render = commands.add_parser("render", help="print the RayService a fleet renders to")
+    render = commands.add_parser("render", help="print the RayService and NetworkPolicy a fleet renders to")
     render.add_argument("file", help="ModelFleet YAML (several documents allowed; - for stdin)")
     render.add_argument("--image", help="serving image for fleets that set none")
     render.set_defaults(func=cmd_render)

@@ -18,6 +18,9 @@ What it changes on the way, and why:
   kubelet with restartPolicy Always would restart the container in place. Liveness probes are not run.
 - Containers other than the Ray container (KubeRay's autoscaler sidecar) are not run; they show as
   waiting with reason NotRunByTestRunner.
+- Secret volumes (`secret` and `projected` secret sources) are written once at start under the pod's folder
+  (not refreshed as a kubelet would), and an environment value naming a path under their mount path is
+  pointed there: the processes share this machine's file system. Other volumes are not modelled.
 """
 
 from __future__ import annotations
@@ -322,6 +325,10 @@ class PodRunner:
                 ref = var.value_from.resource_field_ref
                 limits = (container.resources.limits or {}) if container.resources else {}
                 env[var.name] = str(limits.get(ref.resource.split(".", 1)[-1], ""))
+        for mount_path, local in self._secret_volumes(ray_pod, container).items():
+            for name, value in env.items():
+                if value == mount_path or value.startswith(mount_path.rstrip("/") + "/"):
+                    env[name] = str(local) + value[len(mount_path.rstrip("/")) :]
         env.update(
             {
                 "LD_PRELOAD": str(self.shim),
@@ -331,6 +338,43 @@ class PodRunner:
             }
         )
         return env
+
+    def _secret_volumes(self, ray_pod: RayPod, container: Any) -> dict[str, Path]:
+        """{mount path: local folder} of the container's Secret volumes, their files written as a kubelet
+        lays them out (`items` paths, or one file per key)."""
+        volumes = {v.name: v for v in ray_pod.pod.spec.volumes or []}
+        out: dict[str, Path] = {}
+        for mount in container.volume_mounts or []:
+            volume = volumes.get(mount.name)
+            if volume is None:
+                continue
+            sources = (
+                [s.secret for s in volume.projected.sources or [] if s.secret] if volume.projected else []
+            )
+            if volume.secret is not None:
+                sources.append(volume.secret)
+            if not sources:
+                continue
+            local = ray_pod.root / "volumes" / mount.name
+            for source in sources:
+                name = getattr(source, "secret_name", None) or source.name
+                for key, path in self._secret_items(ray_pod, name, source):
+                    value = self._secret(ray_pod.pod.metadata.namespace, name, key, bool(source.optional))
+                    if value is not None:
+                        (local / path).parent.mkdir(parents=True, exist_ok=True)
+                        (local / path).write_text(value)
+            local.mkdir(parents=True, exist_ok=True)
+            out[mount.mount_path] = local
+        return out
+
+    def _secret_items(self, ray_pod: RayPod, name: str, source: Any) -> list[tuple[str, str]]:
+        if source.items:
+            return [(item.key, item.path) for item in source.items]
+        try:
+            secret = self.core.read_namespaced_secret(name, ray_pod.pod.metadata.namespace)
+        except Exception:
+            return []
+        return [(key, key) for key in secret.data or {}]
 
     def _secret(self, namespace: str, name: str, key: str, optional: bool) -> str | None:
         import base64

@@ -274,6 +274,54 @@ def test_deleting_the_fleet_cascades_through_the_garbage_collector(kube: Kube) -
     )
 
 
+NP = "networkpolicies.networking.k8s.io"
+
+
+def test_the_network_policy_is_owned_corrected_turned_off_and_collected(kube: Kube) -> None:
+    name = "walled"
+    apply(kube, fleet(name))
+    owner = wait_for(lambda: kube.get("modelfleet", name), what="the fleet")
+    policy = wait_for(lambda: kube.get(NP, f"{name}-ray"), what="the fleet's NetworkPolicy")
+    # The API server accepted it as rendered (validation), owned by the fleet.
+    assert [(o["kind"], o["uid"], o.get("controller")) for o in policy["metadata"]["ownerReferences"]] == [
+        ("ModelFleet", owner["metadata"]["uid"], True)
+    ]
+    ports = [[p["port"] for p in rule.get("ports", [])] for rule in policy["spec"]["ingress"]]
+    assert ports == [[], [8000], [8265], [8080]]
+    # A hand edit that opens Ray's ports to everyone is set back.
+    opened = [{"op": "replace", "path": "/spec/ingress/0/from", "value": [{"namespaceSelector": {}}]}]
+    kube.run("patch", NP, f"{name}-ray", "--type=json", "-p", json.dumps(opened))
+    wait_for(
+        lambda: (
+            kube.get(NP, f"{name}-ray")["spec"]["ingress"][0]["from"]
+            == [{"podSelector": {"matchLabels": {"modelfleet.dev/fleet": name}}}]
+        ),
+        what="the operator to set the policy back",
+    )
+    # Widening who may call the Serve port is an in-place update.
+    widened = fleet(name)
+    widened["spec"]["networkPolicy"] = {
+        "allowFrom": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "web"}}}]
+    }
+    apply(kube, widened)
+    wait_for(
+        lambda: (
+            kube.get(NP, f"{name}-ray")["spec"]["ingress"][1]["from"]
+            == widened["spec"]["networkPolicy"]["allowFrom"]
+        ),
+        what="the widened policy",
+    )
+    # Turned off: the operator deletes it; turned on again: back.
+    widened["spec"]["networkPolicy"] = {"enabled": False}
+    apply(kube, widened)
+    wait_for(lambda: kube.get(NP, f"{name}-ray") is None, what="the operator to delete the policy")
+    apply(kube, fleet(name))
+    wait_for(lambda: kube.get(NP, f"{name}-ray"), what="the policy to come back")
+    # Deleting the fleet takes the policy with it (garbage collector, through the owner reference).
+    kube.run("delete", "modelfleet", name, "--wait=false")
+    wait_for(lambda: kube.get(NP, f"{name}-ray") is None, what="garbage collection of the NetworkPolicy")
+
+
 def test_operator_killed_mid_way_converges_without_duplicates(kube: Kube, operator: Operator) -> None:
     names = [f"bulk-{i:02d}" for i in range(50)]
     kube.run("apply", "-f", "-", stdin=yaml.safe_dump_all([fleet(n) for n in names]))

@@ -120,6 +120,9 @@ def test_the_account_has_each_verb_it_uses_and_none_it_must_not(kube: Kube, inst
         ("watch", "rayservices.ray.io"),
         ("create", "events"),
         ("list", "customresourcedefinitions.apiextensions.k8s.io"),
+        ("patch", "networkpolicies.networking.k8s.io"),
+        ("watch", "networkpolicies.networking.k8s.io"),
+        ("delete", "networkpolicies.networking.k8s.io"),
     ]:
         assert can_i(kube, installed.user, verb, resource), f"the operator's account cannot {verb} {resource}"
     for verb, resource in [
@@ -128,6 +131,7 @@ def test_the_account_has_each_verb_it_uses_and_none_it_must_not(kube: Kube, inst
         ("delete", "modelfleets.modelfleet.dev"),
         ("get", "secrets"),
         ("create", "pods"),
+        ("update", "networkpolicies.networking.k8s.io"),
     ]:
         assert not can_i(kube, installed.user, verb, resource), (
             f"the operator's account may {verb} {resource}"
@@ -144,6 +148,12 @@ def test_the_operator_works_with_only_its_rbac(kube: Kube, operator_as_its_accou
     wait_for(
         "the operator's account to set the edit back",
         lambda: rayservice(kube, name)["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]["maxReplicas"] == 2,
+        timeout_s=30,
+        every_s=0.2,
+    )
+    wait_for(
+        "the operator's account to apply the fleet's NetworkPolicy",
+        lambda: kube.get("networkpolicies.networking.k8s.io", f"{name}-ray") is not None,
         timeout_s=30,
         every_s=0.2,
     )

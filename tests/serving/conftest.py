@@ -7,7 +7,6 @@ deployed the way KubeRay deploys it: the rendered serveConfigV2 PUT to the local
 from __future__ import annotations
 
 import io
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,8 +16,7 @@ import yaml
 
 from modelfleet import local
 from modelfleet.localray import free_port, stop_head
-from modelfleet.render.serve_config import API_KEY_ENV
-from tests.serving.fleetspec import API_KEY, Fleet, fleet_document
+from tests.serving.fleetspec import KEY_FILES, Fleet, fleet_document, write_secrets
 
 # Engines load in ~30-60 s each on 2 cores; the broken model needs three failed starts to settle.
 DEPLOY_TIMEOUT_S = 600
@@ -63,7 +61,8 @@ def fleet(
         )
     path = session_root / f"fleet-{request.param}.yaml"
     path.write_text(yaml.safe_dump(fleet_document(tiny_model, high_throughput=high_throughput)))
-    os.environ[API_KEY_ENV] = API_KEY  # the local head reads the key from the user's environment
+    secrets = session_root / f"secrets-{request.param}"
+    write_secrets(secrets, KEY_FILES)
     started = time.monotonic()
     progress = io.StringIO()
     try:
@@ -74,6 +73,7 @@ def fleet(
             serve_port=free_port(),
             num_cpus=4,
             timeout_s=DEPLOY_TIMEOUT_S,
+            secrets_dir=str(secrets),
             out=progress,
         )
     except Exception:
@@ -81,6 +81,11 @@ def fleet(
             stop_head(local.RayHead.load(state))
         raise
     try:
-        yield Fleet(local=running, deploy_s=time.monotonic() - started, high_throughput=high_throughput)
+        yield Fleet(
+            local=running,
+            deploy_s=time.monotonic() - started,
+            secrets_dir=secrets,
+            high_throughput=high_throughput,
+        )
     finally:
         local.down(running.name, out=progress)

@@ -17,6 +17,11 @@ from modelfleet.api.v1alpha1 import ModelFleetStatus
 from modelfleet.local import LocalFleet
 
 API_KEY = "test-key-5f0c"
+# A second client's key (spec.apiKeys), kept in its own Secret; the rotation test changes it.
+TEAM_KEY = "team-key-91ab"
+KEY_FILES = {"keys/key": API_KEY, "team-b/key": TEAM_KEY}
+# Small limits, so the tests can cross them cheaply.
+LIMITS = {"maxRequestBytes": 65536, "maxTokens": 200, "maxN": 2, "bodyTimeoutSeconds": 3}
 ALWAYS_ON, SLEEPY, BROKEN = "alpha", "beta", "broken"
 ENGINE_ARGS = {"enforce_eager": True, "max_model_len": 256, "kv_cache_memory_bytes": 268435456}
 
@@ -52,15 +57,25 @@ def fleet_document(model_dir: Path, *, high_throughput: bool = False) -> dict[st
             ],
             "workers": [{"name": "cpu", "gpusPerWorker": 0, "cpusPerWorker": 4, "memoryPerWorker": "16Gi"}],
             "apiKey": {"secretName": "keys", "key": "key"},
+            "apiKeys": [{"secretName": "team-b", "key": "key"}],
+            "limits": LIMITS,
             "highThroughput": high_throughput,
         },
     }
+
+
+def write_secrets(directory: Path, files: dict[str, str]) -> None:
+    """The fleet's Secrets as `modelfleet up --secrets-dir` reads them (Kubernetes' mounted layout)."""
+    for name, value in files.items():
+        (directory / name).parent.mkdir(parents=True, exist_ok=True)
+        (directory / name).write_text(value, encoding="utf-8")
 
 
 @dataclass
 class Fleet:
     local: LocalFleet
     deploy_s: float
+    secrets_dir: Path
     high_throughput: bool = False
 
     @property

@@ -17,7 +17,7 @@ def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str
     return subprocess.run([*CLI, *args], capture_output=True, text=True, input=stdin, timeout=60, check=False)
 
 
-def test_render_prints_a_rayservice_for_each_document(tmp_path: Path) -> None:
+def test_render_prints_what_each_document_owns(tmp_path: Path) -> None:
     two = (
         (HERE / "cases" / "single-model.yaml").read_text()
         + "---\n"
@@ -29,7 +29,8 @@ def test_render_prints_a_rayservice_for_each_document(tmp_path: Path) -> None:
     docs = list(yaml.safe_load_all(result.stdout))
     assert [(d["kind"], d["metadata"]["name"]) for d in docs] == [
         ("RayService", "single"),
-        ("RayService", "cpu-fleet"),
+        ("NetworkPolicy", "single-ray"),
+        ("RayService", "cpu-fleet"),  # networkPolicy.enabled: false
     ]
 
 
