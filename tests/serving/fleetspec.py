@@ -6,6 +6,7 @@ that does not exist. The fleet goes through the same validation and renderer as 
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,9 +17,10 @@ import openai
 from modelfleet.api.v1alpha1 import ModelFleetStatus
 from modelfleet.local import LocalFleet
 
-API_KEY = "test-key-5f0c"
+# Random per run, so a leak scan can look for any piece of a key (tests/serving/test_front_door.py).
+API_KEY = f"sk-{secrets.token_hex(16)}"
 # A second client's key (spec.apiKeys), kept in its own Secret; the rotation test changes it.
-TEAM_KEY = "team-key-91ab"
+TEAM_KEY = f"sk-team-{secrets.token_hex(16)}"
 KEY_FILES = {"keys/key": API_KEY, "team-b/key": TEAM_KEY}
 # Small limits, so the tests can cross them cheaply.
 LIMITS = {"maxRequestBytes": 65536, "maxTokens": 200, "maxN": 2, "bodyTimeoutSeconds": 3}

@@ -5,10 +5,12 @@ socket where only a misbehaving client can show the behaviour."""
 from __future__ import annotations
 
 import json
+import secrets
 import socket
 import time
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,6 +21,7 @@ from modelfleet.localray import wait_for
 from tests.serving.fleetspec import ALWAYS_ON, API_KEY, KEY_FILES, LIMITS, TEAM_KEY, Fleet, write_secrets
 
 PREFIXES = ["", f"/{ALWAYS_ON}"]
+ROTATED: list[str] = []  # keys the rotation test used, for the leak scan
 HELLO = [{"role": "user", "content": "Hello"}]
 
 
@@ -48,7 +51,8 @@ def test_each_key_works_and_a_rotated_key_applies_without_a_restart(fleet: Fleet
             model=ALWAYS_ON, messages=HELLO, max_tokens=4, temperature=0
         )
         assert reply.choices[0].message.content is not None
-    rotated = f"{TEAM_KEY}-rotated"
+    rotated = f"sk-rotated-{secrets.token_hex(16)}"
+    ROTATED.append(rotated)
     started = time.monotonic()
     write_secrets(fleet.secrets_dir, {"team-b/key": rotated})
     try:
@@ -146,3 +150,27 @@ def test_a_client_trickling_its_body_is_cut_off_and_the_model_keeps_serving(
     assert status_line.startswith(b"HTTP/1.1 408"), (status_line, received[-300:])
     assert b"limits.bodyTimeoutSeconds" in received
     assert closed and elapsed < timeout_s + 10, f"cut off after {elapsed:.1f} s, closed={closed}"
+
+
+def pieces(key: str, size: int = 8) -> set[str]:
+    """Every `size`-character piece of a key's random part."""
+    random = key.rsplit("-", 1)[-1]
+    return {random[i : i + size] for i in range(len(random) - size + 1)}
+
+
+def test_no_piece_of_any_key_is_in_logs_status_config_or_metrics(fleet: Fleet) -> None:
+    """After the tests above sent right, wrong and rotated keys: nothing a user or operator can read holds any
+    part of a key (Ray's and Serve's logs, the fleet's status, the deployed Serve config, the scrape)."""
+    wanted = set().union(*(pieces(k) for k in (API_KEY, TEAM_KEY, *ROTATED)))
+    head = fleet.local.head
+    texts = {
+        "status": fleet.status().model_dump_json(),
+        "serve config": json.dumps(head.request("GET", "/api/serve/applications/")),
+        "metrics": httpx.get(str(head.metrics_url), timeout=30).text,
+    }
+    logs = [p for p in Path(head.root).rglob("*") if p.is_file() and "logs" in p.parts]
+    assert logs, f"no Ray logs under {head.root}"
+    for path in logs:
+        texts[str(path)] = path.read_text(encoding="utf-8", errors="replace")
+    leaks = {where: sorted(p for p in wanted if p in text)[:3] for where, text in texts.items()}
+    assert not {where: found for where, found in leaks.items() if found}
