@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from serving_app.args import ModelAppArgs
+from serving_app.errors import RETRY_AFTER_S
 
 # Serve's defaults look back 30 s and smooth decisions; for a model that must wake from zero on the
 # first request and for bursty LLM traffic we want decisions on recent load.
@@ -86,6 +87,9 @@ def llm_config_dict(args: ModelAppArgs) -> dict[str, Any]:
             "autoscaling_config": autoscaling_config(args),
             "max_ongoing_requests": r.max_ongoing_requests,
             "max_queued_requests": r.max_ongoing_requests * r.max * QUEUE_SLOTS_PER_ONGOING_REQUEST,
+            # What a refused request gets where Serve answers it itself (HAProxy mode's direct ingress, and
+            # Serve's own BackPressureError handler): 503 plus Retry-After, which OpenAI SDKs honour.
+            "backpressure_config": {"status_code": 503, "retry_after_s": RETRY_AFTER_S},
             "ray_actor_options": where["ray_actor_options"],
         },
         # 0 disables Ray Serve LLM's fixed 50 ms stream batching; FleetLLMServer batches after chunk one.

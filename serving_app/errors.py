@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse
 
 from serving_app.metrics import error_reason, note_error
 
-# Serve tells clients to come back after this many seconds when a model's queue is full.
+# Clients are told to come back after this many seconds when a model's queue is full or its replica is gone.
 RETRY_AFTER_S = 1
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _MAX_MESSAGE = 400
@@ -56,18 +56,6 @@ def error_response(exc: FleetHTTPError) -> JSONResponse:
 async def handle_fleet_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, FleetHTTPError)
     return error_response(exc)
-
-
-async def handle_backpressure(_request: Request, exc: Exception) -> JSONResponse:
-    """Serve's queue limit was hit: 503 with Retry-After, which OpenAI SDKs retry on their own."""
-    return error_response(
-        FleetHTTPError(
-            503,
-            f"The model is overloaded, retry in {RETRY_AFTER_S}s ({type(exc).__name__}).",
-            type="overloaded_error",
-            headers={"Retry-After": str(RETRY_AFTER_S)},
-        )
-    )
 
 
 def one_line(exc: BaseException) -> str:

@@ -5,15 +5,21 @@ whole fleet (the ``fleet`` router application at ``/``). In the router the model
 other applications, so it looks their handles up by name instead of having them bound.
 
 Added on top of the stock ingress: unknown model -> 404 listing the known models, ``/v1/infer``,
-``/healthz``, Bearer auth, request limits, 503 + Retry-After when a model's queue is full.
+``/healthz``, Bearer auth, request limits, 503 + Retry-After in OpenAI's shape when a model's queue is full
+or its replica died before answering, and an OpenAI error event that ends a stream whose replica died
+(the stock ingress ends such a stream as if it were complete: a silently truncated answer).
 """
 
 from __future__ import annotations
 
+import json
+import logging
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from fastapi import FastAPI
 from ray import serve
+from ray.exceptions import ActorUnavailableError, RayActorError
 from ray.llm._internal.serve.core.configs.openai_api_models import ModelCard
 from ray.llm._internal.serve.core.ingress.ingress import (
     DEFAULT_ENDPOINTS,
@@ -26,11 +32,13 @@ from ray.serve.handle import DeploymentHandle
 from starlette.responses import Response
 
 from serving_app.args import FrontDoorArgs
-from serving_app.errors import FleetHTTPError, handle_backpressure, handle_fleet_error
+from serving_app.errors import RETRY_AFTER_S, FleetHTTPError, handle_fleet_error
 from serving_app.frontdoor import add_front_door
 from serving_app.infer import InferRequest, chat_request, infer_reply
 from serving_app.metrics import note_model
 from serving_app.server import server_deployment_name
+
+log = logging.getLogger("ray.serve")
 
 # The fleet's endpoints; Ray's tokenize/score/transcription extras stay off the public surface.
 ENDPOINTS = {
@@ -76,6 +84,29 @@ class FleetIngress(OpenAiIngress):
         note_model(model)
         return model
 
+    async def _get_response(self, **kwargs: Any) -> AsyncGenerator[Any, None]:  # type: ignore[override]
+        """Ray Serve LLM's call to the model, with its failures made visible to clients."""
+        started = False
+        try:
+            async for response in super()._get_response(**kwargs):
+                started = True
+                yield response
+        except BackPressureError as exc:
+            raise _unavailable(
+                f"The model is overloaded (its queue is full), retry in {RETRY_AFTER_S}s."
+            ) from exc
+        except (RayActorError, ActorUnavailableError) as exc:
+            if not started:
+                raise _unavailable(
+                    f"The model's replica stopped before answering ({type(exc).__name__}); retry in "
+                    f"{RETRY_AFTER_S}s while Serve replaces it."
+                ) from exc
+            log.warning("a model replica failed mid-stream: %s", type(exc).__name__)
+            yield _stream_error(
+                f"The model's replica stopped while answering ({type(exc).__name__}): the answer is "
+                "incomplete. Retry the request."
+            )
+
     async def infer(self, body: InferRequest) -> Response:
         """``{model_id, input, params}`` -> ``{text, model_id, finish_reason}`` (never streams)."""
         async for chunk in self._get_response(body=chat_request(body), call_method="chat"):
@@ -86,12 +117,23 @@ class FleetIngress(OpenAiIngress):
         return {"status": "ok"}
 
 
+def _unavailable(message: str) -> FleetHTTPError:
+    return FleetHTTPError(503, message, type="overloaded_error", headers={"Retry-After": str(RETRY_AFTER_S)})
+
+
+def _stream_error(message: str) -> str:
+    """An OpenAI error event: the SDKs raise it (``APIError``) instead of returning a truncated answer."""
+    error = {"message": message, "type": "server_error", "param": None, "code": 503}
+    return f"data: {json.dumps({'error': error})}\n\n"
+
+
 def make_ingress_class(front_door: FrontDoorArgs, *, endpoint: str) -> type:
     """A Serve ingress class around ``FleetIngress`` with error handling and the front-door layers (request
     metrics labelled ``endpoint``: ``unified`` for the fleet's router, ``prefix`` for a model's ingress)."""
     app: FastAPI = init()
     app.add_exception_handler(FleetHTTPError, handle_fleet_error)
-    app.add_exception_handler(BackPressureError, handle_backpressure)
+    # BackPressureError needs no handler here: Serve installs its own (plain text) on every ingress app, so
+    # FleetIngress._get_response turns it into our 503 before it gets that far.
     add_front_door(app, front_door, endpoint=endpoint)
     cls: type = make_fastapi_ingress(FleetIngress, endpoint_map=ENDPOINTS, app=app)
     return cls
