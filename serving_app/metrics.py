@@ -41,6 +41,8 @@ ERROR_REASONS = {
     400: "bad_request",
     401: "unauthorized",
     404: "unknown_model",
+    408: "slow_client",
+    413: "too_large",
     422: "bad_request",
     503: "overloaded",
 }

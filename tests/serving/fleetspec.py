@@ -28,13 +28,13 @@ ALWAYS_ON, SLEEPY, BROKEN = "alpha", "beta", "broken"
 ENGINE_ARGS = {"enforce_eager": True, "max_model_len": 256, "kv_cache_memory_bytes": 268435456}
 
 
-# alpha's capacity: requests in its engine at once, and queued per front door beyond them (Serve's
-# max_queued_requests, 4 per slot); more than both at once get 503 (tests/serving/test_abuse.py).
-ALPHA_ONGOING = 4
-ALPHA_CAPACITY = ALPHA_ONGOING * 5
+# A model's capacity: requests in its engine at once (maxOngoingRequests), and queued per front door
+# beyond them (Serve's max_queued_requests, 4 per slot); more than both at once get 503 (test_abuse.py).
+MAX_ONGOING = 16
+CAPACITY = MAX_ONGOING * 5
 
 
-def cpu_model(name: str, source: str, *, min_replicas: int, max_ongoing: int = 16) -> dict[str, Any]:
+def cpu_model(name: str, source: str, *, min_replicas: int) -> dict[str, Any]:
     """A tiny model on vLLM's CPU build that sleeps after 5 idle seconds when `min_replicas` is 0."""
     return {
         "name": name,
@@ -45,7 +45,7 @@ def cpu_model(name: str, source: str, *, min_replicas: int, max_ongoing: int = 1
             "min": min_replicas,
             "max": 1,
             "targetOngoingRequests": 4,
-            "maxOngoingRequests": max_ongoing,
+            "maxOngoingRequests": MAX_ONGOING,
             "downscaleDelaySeconds": 5,
         },
         "engineArgs": dict(ENGINE_ARGS),
@@ -59,7 +59,7 @@ def fleet_document(model_dir: Path, *, high_throughput: bool = False) -> dict[st
         "metadata": {"name": "serving-test"},
         "spec": {
             "models": [
-                cpu_model(ALWAYS_ON, str(model_dir), min_replicas=1, max_ongoing=ALPHA_ONGOING),
+                cpu_model(ALWAYS_ON, str(model_dir), min_replicas=1),
                 cpu_model(SLEEPY, str(model_dir), min_replicas=0),
                 cpu_model(BROKEN, "/nonexistent/checkpoint", min_replicas=1),
             ],

@@ -20,7 +20,7 @@ import pytest
 
 from modelfleet.localray import wait_for
 from serving_app.server import server_deployment_name
-from tests.serving.fleetspec import ALPHA_CAPACITY, ALWAYS_ON, API_KEY, SLEEPY, Fleet
+from tests.serving.fleetspec import ALWAYS_ON, API_KEY, CAPACITY, SLEEPY, Fleet
 
 PREFIXES = ["", f"/{ALWAYS_ON}"]
 HELLO = [{"role": "user", "content": "Hello"}]
@@ -53,7 +53,7 @@ def server_replicas(fleet: Fleet) -> list[dict[str, object]]:
 @pytest.mark.parametrize("prefix", PREFIXES, ids=["unified", "prefix"])
 def test_overload_gets_quick_503s_with_retry_after_and_the_rest_succeed(fleet: Fleet, prefix: str) -> None:
     before = [r["pid"] for r in server_replicas(fleet)]
-    sent = ALPHA_CAPACITY + 30
+    sent = CAPACITY + 40
     url = f"{fleet.url}{prefix}/v1/chat/completions"
     limits = httpx.Limits(max_connections=sent, max_keepalive_connections=sent)
     started = time.monotonic()
@@ -65,11 +65,11 @@ def test_overload_gets_quick_503s_with_retry_after_and_the_rest_succeed(fleet: F
     served = [o for o in outcomes if o.status == 200]
     slowest_refusal = max((o.seconds_to_status for o in refused), default=0.0)
     print(
-        f"\noverload {prefix or '/'}: {sent} at once, capacity {ALPHA_CAPACITY}: {dict(codes)} in "
+        f"\noverload {prefix or '/'}: {sent} at once, capacity {CAPACITY}: {dict(codes)} in "
         f"{elapsed:.1f} s; 503s answered within {slowest_refusal:.2f} s"
     )
     assert set(codes) <= {200, 503}, codes  # nothing else, and (pool.map returned) nothing hung
-    assert len(served) >= ALPHA_CAPACITY and len(refused) >= (sent - ALPHA_CAPACITY) // 2, codes
+    assert len(served) >= CAPACITY and len(refused) >= (sent - CAPACITY) // 2, codes
     for outcome in refused:
         assert outcome.retry_after is not None and int(outcome.retry_after) >= 1, outcome
         if fleet.high_throughput and prefix:
