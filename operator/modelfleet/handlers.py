@@ -65,6 +65,12 @@ def configure(settings: kopf.OperatorSettings, logger: Logger, **_: Any) -> None
         control.kuberay_namespace or "any namespace",
         control.operator_namespace or "any namespace",
     )
+    if control.kuberay_namespace is None:
+        logger.warning(
+            "MODELFLEET_KUBERAY_NAMESPACE is not set: fleets' dashboards (which can run jobs) accept pods "
+            "with KubeRay's operator label from any namespace. Set it to KubeRay's namespace (chart value "
+            "kuberay.namespace) so only that namespace's pods get in."
+        )
 
 
 def control_plane() -> ControlPlane:

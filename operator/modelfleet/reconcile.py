@@ -222,11 +222,12 @@ class Reconciler:
             desired, policy = owned
             assert desired is not None
             kopf.adopt(desired, owner=cast(kopf.Body, fleet))
-            what = f"RayService {namespace}/{name}"
+            # The policy first: Ray pods never run unguarded because a policy could not be applied.
+            what = f"the NetworkPolicy of {namespace}/{name}"
             try:
-                current, action = self._apply(desired, current, fleet)
-                what = f"the NetworkPolicy of {namespace}/{name}"
                 policy_event = self._apply_policy(policy, fleet, namespace, name)
+                what = f"RayService {namespace}/{name}"
+                current, action = self._apply(desired, current, fleet)
             except ApiException as error:
                 if _is_transient(error):
                     raise

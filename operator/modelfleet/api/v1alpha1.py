@@ -350,7 +350,7 @@ class NetworkPolicySpec(ApiModel):
     metrics_from: list[NetworkPeer] = Field(
         default_factory=list,
         max_length=32,
-        description="Scrapers allowed on the metrics ports (8080, and HAProxy's in high-throughput mode). "
+        description="Scrapers allowed on Ray's metrics port (8080; it also exports Serve's HAProxy metrics). "
         "Empty: every pod of the `monitoring` namespace.",
     )
 
