@@ -43,11 +43,16 @@ class ApiKeys:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.files = list(files)
-        self.directory = Path(directory or os.environ.get(API_KEYS_DIR_ENV) or DEFAULT_API_KEYS_DIR)
+        self._directory = directory
         self._clock = clock
         self._keys: list[bytes] = []
         self._loaded_at: float | None = None
         self._unreadable: frozenset[str] = frozenset()
+
+    @property
+    def directory(self) -> Path:
+        # Read where the keys are used: the app is built in one process and pickled to the replicas.
+        return Path(self._directory or os.environ.get(API_KEYS_DIR_ENV) or DEFAULT_API_KEYS_DIR)
 
     def current(self) -> list[bytes]:
         now = self._clock()
@@ -95,12 +100,15 @@ class BearerAuthMiddleware:
         self.keys = keys
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or _route_path(scope) in OPEN_PATHS:
+        if scope["type"] not in ("http", "websocket") or _route_path(scope) in OPEN_PATHS:
             await self.app(scope, receive, send)
             return
         given = _bearer(scope)
         if given is not None and self.keys.accepts(given):
             await self.app(scope, receive, send)
+            return
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})  # policy violation
             return
         reason = (
             f"No API key is configured on the server (none of the {len(self.keys.files)} key files under "

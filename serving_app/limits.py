@@ -41,7 +41,7 @@ class RequestLimitsMiddleware:
             if body is None:
                 return  # the client went away before its body was complete: nobody to answer
             if scope["path"].endswith(_GENERATION_PATHS):
-                self._check_generation(body)
+                self._check_generation(body, infer=scope["path"].endswith("/infer"))
         except FleetHTTPError as exc:
             await error_response(exc)(scope, receive, send)
             return
@@ -76,14 +76,17 @@ class RequestLimitsMiddleware:
             if not message.get("more_body", False):
                 return b"".join(chunks)
 
-    def _check_generation(self, body: bytes) -> None:
+    def _check_generation(self, body: bytes, *, infer: bool) -> None:
         try:
             document: Any = json.loads(body)
         except ValueError:
             return  # not JSON: the endpoint's own 400 says so
         if not isinstance(document, dict):
             return
-        params = document.get("params") if isinstance(document.get("params"), dict) else document
+        # /v1/infer keeps its parameters under "params"; elsewhere a "params" key is just an unknown field.
+        params = document.get("params") if infer else document
+        if not isinstance(params, dict):
+            return
         for name in _TOKEN_FIELDS:
             _at_most(params, name, self.limits.max_tokens, "limits.maxTokens")
         _at_most(params, "n", self.limits.max_n, "limits.maxN")
@@ -91,10 +94,24 @@ class RequestLimitsMiddleware:
 
 def _at_most(params: dict[str, Any], name: str, limit: int, setting: str) -> None:
     value = params.get(name)
-    if isinstance(value, int) and not isinstance(value, bool) and value > limit:
+    if _number(value) > limit:
         raise FleetHTTPError(
             400, f"{name} is {value}, above this fleet's limit of {limit} ({setting}).", param=name
         )
+
+
+def _number(value: Any) -> float:
+    """The value the endpoint's (lenient) validation would see: 5, 5.0 and "5" alike; else -inf."""
+    if isinstance(value, bool):
+        return float("-inf")
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            return float("-inf")
+    return float("-inf")
 
 
 def _too_large(limit: int, size: int) -> FleetHTTPError:

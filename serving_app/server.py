@@ -29,6 +29,19 @@ from serving_app.frontdoor import add_front_door
 from serving_app.infer import InferRequest, chat_request, infer_reply
 
 T = TypeVar("T")
+# What a model's own server answers in high-throughput mode: the same surface as its ingress on the
+# standard path (serving_app/ingress.py ENDPOINTS).
+PUBLIC_PATHS = frozenset(
+    {
+        "/v1/models",
+        "/v1/models/{model:path}",
+        "/v1/completions",
+        "/v1/chat/completions",
+        "/v1/embeddings",
+        "/v1/infer",
+        "/healthz",
+    }
+)
 
 # Serve deployment name of a model's server inside its application; the router addresses it by
 # this name, so it lives in one place.
@@ -118,6 +131,10 @@ class FleetLLMServer(LLMServer):
 
         app.add_api_route("/v1/infer", infer, methods=["POST"])
         app.add_api_route("/healthz", healthz, methods=["GET"])
+        # The fleet's surface only, as on the standard path: vLLM's app also serves /v1/responses,
+        # /v1/messages, /inference/v1/generate, tokenizer and admin routes, which the fleet's limits and docs
+        # do not cover. (Serve's replica answers its own health checks before the app.)
+        app.router.routes = [r for r in app.router.routes if getattr(r, "path", None) in PUBLIC_PATHS]
         app.add_exception_handler(FleetHTTPError, handle_fleet_error)
         # Set in high-throughput mode only, where this server is its application's front door.
         assert self._front_door is not None, "direct streaming needs the front door's args"

@@ -101,6 +101,18 @@ def test_limits_are_refused_in_openai_shape_naming_the_limit(fleet: Fleet, prefi
     assert reply.choices[0].finish_reason in ("length", "stop")
 
 
+@pytest.mark.parametrize("prefix", PREFIXES, ids=["unified", "prefix"])
+def test_only_the_fleets_endpoints_are_served(fleet: Fleet, prefix: str) -> None:
+    """vLLM's own app (a model's front door in high-throughput mode) has more routes than the fleet offers
+    and its limits cover; they answer 404 like on the standard path."""
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    body = {"model": ALWAYS_ON, "input": "Hi", "max_output_tokens": 100000}
+    for path in ("/v1/responses", "/v1/messages", "/inference/v1/generate", "/tokenize", "/docs"):
+        reply = httpx.post(f"{fleet.url}{prefix}{path}", json=body, headers=headers, timeout=30)
+        assert reply.status_code in (404, 405), (path, reply.status_code, reply.text[:200])
+    assert models_status(fleet, prefix, API_KEY) == 200
+
+
 def trickle(fleet: Fleet, prefix: str, deadline_s: float) -> tuple[bytes, float, bool]:
     """A client that sends its headers, then its body one byte a second. Returns (what the server sent,
     seconds until the server closed or the deadline, whether the server closed the connection)."""

@@ -14,6 +14,7 @@ import pytest
 from fastapi import FastAPI, Request
 from starlette.testclient import TestClient
 from starlette.types import Message
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from serving_app.args import FrontDoorArgs
 from serving_app.auth import API_KEYS_DIR_ENV, RELOAD_S, ApiKeys
@@ -133,6 +134,12 @@ def test_every_key_is_compared_whatever_matches(monkeypatch: pytest.MonkeyPatch)
             ["5000", "limits.maxTokens"],
         ),
         ({"model": "m", "n": 3}, "n", ["n is 3", "limit of 2", "limits.maxN"]),
+        # Spelt as the endpoint's lenient validation would still accept them.
+        ({"model": "m", "max_tokens": "100000"}, "max_tokens", ["100000", "limits.maxTokens"]),
+        ({"model": "m", "max_tokens": 1e5}, "max_tokens", ["limits.maxTokens"]),
+        ({"model": "m", "n": " 64 "}, "n", ["limits.maxN"]),
+        # A "params" key is just an unknown field outside /v1/infer: it must not hide the real ones.
+        ({"model": "m", "params": {}, "max_tokens": 500}, "max_tokens", ["500"]),
     ],
 )
 @pytest.mark.usefixtures("keys_dir")
@@ -228,3 +235,31 @@ def test_a_body_in_pieces_is_handed_on_whole() -> None:
     messages = [{"type": "http.request", "body": p, "more_body": i < 2} for i, p in enumerate(pieces)]
     sent = run_asgi(messages, [0.05] * 3, [])
     assert sent[0]["status"] == 200 and sent[-1]["bodies"] == [b"".join(pieces)]
+
+
+@pytest.mark.usefixtures("keys_dir")
+def test_a_websocket_needs_a_key_too() -> None:
+    ws_app = app()
+
+    @ws_app.websocket("/v1/realtime")
+    async def realtime(socket: WebSocket) -> None:
+        await socket.accept()
+        await socket.send_text("hello")
+        await socket.close()
+
+    client = TestClient(ws_app)
+    with pytest.raises(WebSocketDisconnect) as refused, client.websocket_connect("/v1/realtime") as socket:
+        socket.receive_text()
+    assert refused.value.code == 1008
+    headers = {"Authorization": "Bearer key-a"}
+    with client.websocket_connect("/v1/realtime", headers=headers) as socket:
+        assert socket.receive_text() == "hello"
+
+
+def test_the_keys_directory_is_read_where_the_keys_are_used(
+    keys_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(API_KEYS_DIR_ENV, "/nowhere")
+    keys = ApiKeys(LIMITS.api_keys)  # built in one process...
+    monkeypatch.setenv(API_KEYS_DIR_ENV, str(keys_dir))  # ...used in a replica with its own environment
+    assert keys.accepts(b"key-a")
