@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 
+from fastapi.exceptions import RequestValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
@@ -56,6 +57,18 @@ def error_response(exc: FleetHTTPError) -> JSONResponse:
 async def handle_fleet_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, FleetHTTPError)
     return error_response(exc)
+
+
+async def handle_validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    """A body that does not fit the endpoint's schema: 400 naming the field, as OpenAI does (``param`` is the
+    field's name). Ray Serve LLM's own handler puts the offending value into ``param``, which fails to
+    render for values JSON cannot carry (``-Infinity``): a 500 found by tests/serving/test_fuzz.py."""
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    first = errors[0] if errors else {}
+    where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
+    message = f"Invalid request: {first.get('msg', 'the body does not fit the schema')}"
+    return error_response(FleetHTTPError(400, f"{message} (at {where or 'body'})", param=where or None))
 
 
 def one_line(exc: BaseException) -> str:

@@ -39,6 +39,12 @@ def chat_request(body: InferRequest, model: str | None = None) -> ChatCompletion
 
 def infer_reply(body: InferRequest, chunk: Any) -> JSONResponse:
     """The engine's chat response as the unified call's answer."""
+    error = getattr(chunk, "error", None)
+    if error is not None:  # the engine refused the request (an ErrorResponse): its status and message
+        code = int(getattr(error, "code", 500) or 500)
+        raise FleetHTTPError(
+            code, str(getattr(error, "message", error)), type=str(getattr(error, "type", ""))
+        )
     if not isinstance(chunk, ChatCompletionResponse):
         raise FleetHTTPError(500, f"Unexpected engine reply: {type(chunk).__name__}")
     choice = chunk.choices[0]

@@ -18,6 +18,7 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
 from ray import serve
 from ray.exceptions import ActorUnavailableError, RayActorError
 from ray.llm._internal.serve.core.configs.openai_api_models import ModelCard
@@ -32,7 +33,7 @@ from ray.serve.handle import DeploymentHandle
 from starlette.responses import Response
 
 from serving_app.args import FrontDoorArgs
-from serving_app.errors import RETRY_AFTER_S, FleetHTTPError, handle_fleet_error
+from serving_app.errors import RETRY_AFTER_S, FleetHTTPError, handle_fleet_error, handle_validation_error
 from serving_app.frontdoor import add_front_door
 from serving_app.infer import InferRequest, chat_request, infer_reply
 from serving_app.metrics import note_model
@@ -132,6 +133,7 @@ def make_ingress_class(front_door: FrontDoorArgs, *, endpoint: str) -> type:
     metrics labelled ``endpoint``: ``unified`` for the fleet's router, ``prefix`` for a model's ingress)."""
     app: FastAPI = init()
     app.add_exception_handler(FleetHTTPError, handle_fleet_error)
+    app.add_exception_handler(RequestValidationError, handle_validation_error)
     # BackPressureError needs no handler here: Serve installs its own (plain text) on every ingress app, so
     # FleetIngress._get_response turns it into our 503 before it gets that far.
     add_front_door(app, front_door, endpoint=endpoint)

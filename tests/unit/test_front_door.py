@@ -12,12 +12,15 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel
 from starlette.testclient import TestClient
 from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from serving_app.args import FrontDoorArgs
 from serving_app.auth import API_KEYS_DIR_ENV, RELOAD_S, ApiKeys
+from serving_app.errors import handle_validation_error
 from serving_app.frontdoor import add_front_door
 from serving_app.limits import RequestLimitsMiddleware
 
@@ -263,3 +266,26 @@ def test_the_keys_directory_is_read_where_the_keys_are_used(
     keys = ApiKeys(LIMITS.api_keys)  # built in one process...
     monkeypatch.setenv(API_KEYS_DIR_ENV, str(keys_dir))  # ...used in a replica with its own environment
     assert keys.accepts(b"key-a")
+
+
+class ChatBody(BaseModel):
+    model: str
+    messages: list[dict[str, str]]
+
+
+def test_a_body_that_does_not_fit_the_schema_is_400_naming_the_field_even_when_json_cannot_echo_it() -> None:
+    strict = FastAPI()
+    strict.add_exception_handler(RequestValidationError, handle_validation_error)
+
+    @strict.post("/v1/chat/completions")
+    async def chat(body: ChatBody) -> dict[str, str]:
+        return {"model": body.model}
+
+    client = TestClient(strict)
+    for content in (b"-Infinity", b'{"model": "m", "messages": NaN}', b'{"model": "m", "messages": 7}'):
+        reply = client.post(
+            "/v1/chat/completions", content=content, headers={"Content-Type": "application/json"}
+        )
+        assert reply.status_code == 400, (content, reply.text)
+        assert reply.json()["error"]["type"] == "invalid_request_error"
+    assert reply.json()["error"]["param"] == "messages"
