@@ -124,6 +124,11 @@ class Reconciler:
         # gives each caller its own copy faster than a deep copy would.
         self._plans: OrderedDict[str, tuple[str | None, list[Problem]]] = OrderedDict()
         self._plans_lock = threading.Lock()
+        # One reconcile per fleet at a time (as a controller's work queue guarantees): kopf runs the handlers
+        # of a fleet and of its RayService and NetworkPolicy concurrently, and two reconciles that both see
+        # no RayService would both create it (caught by tests/kube: two Created events for one fleet).
+        self._fleet_locks: dict[str, threading.Lock] = {}
+        self._fleet_locks_lock = threading.Lock()
 
     def plan(self, fleet: dict[str, Any]) -> tuple[dict[str, Any] | None, list[Problem]]:
         """(the RayService to apply, problems): see `plan_all`."""
@@ -195,11 +200,16 @@ class Reconciler:
         metadata = fleet["metadata"]
         namespace, name = metadata.get("namespace") or "default", metadata["name"]
         try:
-            return self._reconcile(fleet, namespace, name, emit, rayservice)
+            with self._fleet_lock(f"{namespace}/{name}"):
+                return self._reconcile(fleet, namespace, name, emit, rayservice)
         except (ApiException, HTTPError, OSError) as error:
             if _is_transient(error):
                 raise _temporary(error, f"reconciling ModelFleet {namespace}/{name}") from error
             raise
+
+    def _fleet_lock(self, key: str) -> threading.Lock:
+        with self._fleet_locks_lock:
+            return self._fleet_locks.setdefault(key, threading.Lock())
 
     def _reconcile(
         self,
