@@ -6,7 +6,8 @@ of the inference calls, and hands the same bytes on:
 - a body not complete ``body_timeout_s`` after the headers -> 408 and the connection closed, so a client
   trickling bytes holds a coroutine for a bounded time and never a model replica;
 - ``max_tokens`` / ``max_completion_tokens`` / ``n`` above the fleet's limits -> 400 naming the field,
-  the value and the limit (OpenAI's error shape).
+  the value and the limit (OpenAI's error shape);
+- ``messages`` that is not a list of objects -> 400 (the engine's validation would fail with a 500).
 A body that is not JSON is passed on untouched: the endpoint answers it with its own 400.
 """
 
@@ -83,6 +84,7 @@ class RequestLimitsMiddleware:
             return  # not JSON: the endpoint's own 400 says so
         if not isinstance(document, dict):
             return
+        _check_shape(document)
         # /v1/infer keeps its parameters under "params"; elsewhere a "params" key is just an unknown field.
         params = document.get("params") if infer else document
         if not isinstance(params, dict):
@@ -90,6 +92,20 @@ class RequestLimitsMiddleware:
         for name in _TOKEN_FIELDS:
             _at_most(params, name, self.limits.max_tokens, "limits.maxTokens")
         _at_most(params, "n", self.limits.max_n, "limits.maxN")
+
+
+def _check_shape(document: dict[str, Any]) -> None:
+    """`messages` must be a list of objects: vLLM's request model iterates it in a "before" validator, so
+    another type raised TypeError there, which Ray Serve LLM answered with a 500 (found by test_fuzz.py)."""
+    messages = document.get("messages")
+    if "messages" in document and not (
+        isinstance(messages, list) and all(isinstance(m, dict) for m in messages)
+    ):
+        raise FleetHTTPError(
+            400,
+            f"messages must be a list of message objects, got {type(messages).__name__}",
+            param="messages",
+        )
 
 
 def _at_most(params: dict[str, Any], name: str, limit: int, setting: str) -> None:

@@ -143,6 +143,9 @@ def test_every_key_is_compared_whatever_matches(monkeypatch: pytest.MonkeyPatch)
         ({"model": "m", "n": " 64 "}, "n", ["limits.maxN"]),
         # A "params" key is just an unknown field outside /v1/infer: it must not hide the real ones.
         ({"model": "m", "params": {}, "max_tokens": 500}, "max_tokens", ["500"]),
+        # Shapes vLLM's request model fails on with a TypeError (a 500) instead of a validation error.
+        ({"model": "m", "messages": 237740}, "messages", ["list of message objects", "int"]),
+        ({"model": "m", "messages": [5]}, "messages", ["list of message objects"]),
     ],
 )
 @pytest.mark.usefixtures("keys_dir")
