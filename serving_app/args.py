@@ -72,7 +72,20 @@ class ModelAppArgs(_Strict):
     memory_bytes: int | None = Field(default=None, ge=0, description="Memory reserved per replica.")
     replicas: ReplicasArgs
     engine_args: dict[str, Any] = Field(default_factory=dict, description="Passed to vLLM's engine as is.")
+    adapters: dict[Annotated[str, Field(pattern=DNS_LABEL)], Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=dict, description="LoRA adapters: name -> local folder or HF repo id."
+    )
+    max_adapters_per_replica: int = Field(default=4, ge=1, description="Adapters loaded at once per replica.")
+    routing: Literal["power_of_two", "prefix_aware"] = Field(
+        default="power_of_two", description="Serve's request router for the model's replicas."
+    )
     front_door: FrontDoorArgs
+
+    @model_validator(mode="after")
+    def _adapters_need_generate(self) -> ModelAppArgs:
+        if self.adapters and self.task != "generate":
+            raise ValueError(f"adapters need task 'generate', got {self.task!r}")
+        return self
 
     @model_validator(mode="after")
     def _accelerator_matches_gpus(self) -> ModelAppArgs:
@@ -83,11 +96,22 @@ class ModelAppArgs(_Strict):
         return self
 
 
+class AliasTargetArgs(_Strict):
+    model: str = Field(pattern=DNS_LABEL, description="A model or adapter.")
+    weight: int = Field(ge=1, description="Relative share of the alias's requests.")
+
+
 class RouterAppArgs(_Strict):
     """Args of the fleet's router application (``serving_app.app:build_router_app``)."""
 
     models: list[Annotated[str, Field(pattern=DNS_LABEL)]] = Field(
         min_length=1, description="Names of the model applications."
+    )
+    adapters: dict[Annotated[str, Field(pattern=DNS_LABEL)], str] = Field(
+        default_factory=dict, description="Adapter name -> the model (application) it runs on."
+    )
+    aliases: dict[Annotated[str, Field(pattern=DNS_LABEL)], list[AliasTargetArgs]] = Field(
+        default_factory=dict, description="Alias name -> its weighted targets (models or adapters)."
     )
     front_door: FrontDoorArgs
 
@@ -95,4 +119,18 @@ class RouterAppArgs(_Strict):
     def _unique(self) -> RouterAppArgs:
         if len(set(self.models)) != len(self.models):
             raise ValueError(f"models must be unique, got {self.models}")
+        for adapter, base in self.adapters.items():
+            if base not in self.models:
+                raise ValueError(f"adapter {adapter!r} runs on {base!r}, which is not in models")
+            if adapter in self.models:
+                raise ValueError(f"adapter {adapter!r} has the name of a model")
+        servable = set(self.models) | set(self.adapters)
+        for alias, targets in self.aliases.items():
+            if alias in servable:
+                raise ValueError(f"alias {alias!r} has the name of a model or adapter")
+            if not targets:
+                raise ValueError(f"alias {alias!r} has no targets")
+            for target in targets:
+                if target.model not in servable:
+                    raise ValueError(f"alias {alias!r} targets {target.model!r}, not a model or adapter")
         return self

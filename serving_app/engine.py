@@ -67,11 +67,39 @@ def placement(args: ModelAppArgs) -> dict[str, Any]:
 LOCAL_CHECKPOINT_CALLBACK = "serving_app.callbacks:LocalCheckpointCallback"
 
 
+# Ray Serve LLM's prefix-cache affinity router (its public path), for routing: prefix_aware.
+PREFIX_AWARE_ROUTER = "ray.serve.llm.request_router:PrefixCacheAffinityRouter"
+
+
 def engine_kwargs(args: ModelAppArgs) -> dict[str, Any]:
     kwargs = dict(args.engine_args)
     if args.task == "embed":
         kwargs.setdefault("runner", "pooling")
+    if args.adapters:
+        # vLLM's LoRA slots match Serve's multiplexing cache: a replica never holds an adapter the engine
+        # had to drop. (The operator refuses fleets that set these two itself.)
+        kwargs["enable_lora"] = True
+        kwargs["max_loras"] = args.max_adapters_per_replica
+    if args.routing == "prefix_aware":
+        # Routing by prefix pays off only where the engine keeps the prefix's KV cache.
+        kwargs["enable_prefix_caching"] = True
     return kwargs
+
+
+def lora_config(args: ModelAppArgs) -> dict[str, Any] | None:
+    """Ray Serve LLM's LoRA multiplexing for a model with adapters: each replica keeps at most
+    ``max_adapters_per_replica`` loaded (least recently used evicted). There is no
+    ``dynamic_lora_loading_path``: Ray's loader reads only cloud buckets, so FleetLLMServer loads adapters
+    from the sources the fleet names (serving_app/adapters.py)."""
+    if not args.adapters:
+        return None
+    return {"max_num_adapters_per_replica": args.max_adapters_per_replica}
+
+
+def request_router_config(args: ModelAppArgs) -> dict[str, Any]:
+    if args.routing == "prefix_aware":
+        return {"request_router_config": {"request_router_class": PREFIX_AWARE_ROUTER}}
+    return {}
 
 
 def llm_config_dict(args: ModelAppArgs) -> dict[str, Any]:
@@ -91,7 +119,9 @@ def llm_config_dict(args: ModelAppArgs) -> dict[str, Any]:
             # Serve's own BackPressureError handler): 503 plus Retry-After, which OpenAI SDKs honour.
             "backpressure_config": {"status_code": 503, "retry_after_s": RETRY_AFTER_S},
             "ray_actor_options": where["ray_actor_options"],
+            **request_router_config(args),
         },
+        "lora_config": lora_config(args),
         # 0 disables Ray Serve LLM's fixed 50 ms stream batching; FleetLLMServer batches after chunk one.
         "experimental_configs": {"stream_batching_interval_ms": 0},
         "callback_config": {"callback_class": LOCAL_CHECKPOINT_CALLBACK},

@@ -6,6 +6,8 @@ a valid key), then the fleet's request limits (the body is read once, bounded in
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from fastapi import FastAPI
 
 from serving_app.args import FrontDoorArgs
@@ -14,12 +16,20 @@ from serving_app.limits import RequestLimitsMiddleware
 from serving_app.metrics import RequestMetricsMiddleware
 
 
-def add_front_door(app: FastAPI, args: FrontDoorArgs, *, endpoint: str, model: str = "") -> None:
-    """Wrap ``app`` (built or not) in the front-door layers; ``endpoint`` and ``model`` label its metrics."""
+def add_front_door(
+    app: FastAPI,
+    args: FrontDoorArgs,
+    *,
+    endpoint: str,
+    model: str = "",
+    known_models: Collection[str] | None = None,
+) -> None:
+    """Wrap ``app`` (built or not) in the front-door layers; ``endpoint`` and ``model`` label its metrics;
+    ``known_models`` makes the limits layer answer a request for any other model with a 404."""
     # A built app (vLLM's builds its stack eagerly) rebuilds lazily with the layers below.
     app.middleware_stack = None
     # Starlette puts the last added outermost.
-    app.add_middleware(RequestLimitsMiddleware, limits=args)
+    app.add_middleware(RequestLimitsMiddleware, limits=args, known_models=known_models)
     if args.api_keys:
         app.add_middleware(BearerAuthMiddleware, keys=ApiKeys(args.api_keys))
     app.add_middleware(RequestMetricsMiddleware, endpoint=endpoint, model=model)

@@ -4,7 +4,9 @@ The same class fronts a single model (its own application, reached under ``/<mod
 whole fleet (the ``fleet`` router application at ``/``). In the router the model servers live in
 other applications, so it looks their handles up by name instead of having them bound.
 
-Added on top of the stock ingress: unknown model -> 404 listing the known models, ``/v1/infer``,
+Added on top of the stock ingress: LoRA adapters and weighted aliases by name (serving_app/adapters.py),
+``/v1/models`` listing them (an adapter with its ``parent``), unknown model -> 404 listing the known ones,
+``/v1/infer``,
 ``/healthz``, Bearer auth, request limits, 503 + Retry-After in OpenAI's shape when a model's queue is full
 or its replica died before answering, and an OpenAI error event that ends a stream whose replica died
 (the stock ingress ends such a stream as if it were complete: a silently truncated answer).
@@ -32,7 +34,8 @@ from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 from starlette.responses import Response
 
-from serving_app.args import FrontDoorArgs
+from serving_app.adapters import model_card, pick_target, unknown_model_message
+from serving_app.args import AliasTargetArgs, FrontDoorArgs
 from serving_app.errors import RETRY_AFTER_S, FleetHTTPError, handle_fleet_error, handle_validation_error
 from serving_app.frontdoor import add_front_door
 from serving_app.infer import InferRequest, chat_request, infer_reply
@@ -42,9 +45,10 @@ from serving_app.server import server_deployment_name
 log = logging.getLogger("ray.serve")
 
 # The fleet's endpoints; Ray's tokenize/score/transcription extras stay off the public surface.
-ENDPOINTS = {
-    name: DEFAULT_ENDPOINTS[name] for name in ("models", "model_data", "completions", "chat", "embeddings")
-} | {
+# /v1/models answers our own cards (Ray's response model would drop an adapter's `parent`).
+ENDPOINTS = {name: DEFAULT_ENDPOINTS[name] for name in ("completions", "chat", "embeddings")} | {
+    "models": lambda app: app.get("/v1/models"),
+    "model_data": lambda app: app.get("/v1/models/{model:path}"),
     "infer": lambda app: app.post("/v1/infer"),
     "healthz": lambda app: app.get("/healthz"),
 }
@@ -57,8 +61,12 @@ class FleetIngress(OpenAiIngress):
         model_cards: dict[str, ModelCard] | None = None,
         *,
         models: list[str] | None = None,
+        adapters: dict[str, str] | None = None,
+        aliases: dict[str, list[AliasTargetArgs]] | None = None,
         **kwargs: Any,
     ) -> None:
+        self._adapters = dict(adapters or {})  # adapter -> the model it runs on
+        self._aliases = {name: list(targets) for name, targets in (aliases or {}).items()}
         if llm_deployments is None:
             # Router: the servers belong to the model applications (app name = model name).
             names = models or []
@@ -72,22 +80,52 @@ class FleetIngress(OpenAiIngress):
         super().__init__(llm_deployments, model_cards or {}, **kwargs)
 
     async def _get_model_id(self, model: str | None) -> str:
-        known = sorted(self._model_cards)
-        if model is None and len(known) == 1:
-            return known[0]
-        if model not in self._model_cards:
-            raise FleetHTTPError(
-                404,
-                f"The model '{model}' does not exist. Known models: {', '.join(known)}.",
-                param="model",
-                type="invalid_request_error",
-            )
+        if model is None and len(self._model_cards) == 1 and not self._adapters:
+            return next(iter(self._model_cards))
+        if model is None or (model not in self._model_cards and model not in self._adapters):
+            known = [*self._model_cards, *self._adapters, *self._aliases]
+            raise FleetHTTPError(404, unknown_model_message(model, known), param="model")
         note_model(model)
         return model
+
+    def _get_configured_serve_handle(self, model_id: str) -> DeploymentHandle[Any]:
+        """An adapter's requests go to its model's server as Serve multiplexed requests (the adapter's name
+        is the multiplexed model id): Serve prefers a replica that has the adapter loaded."""
+        base = self._adapters.get(model_id)
+        if base is None:
+            return super()._get_configured_serve_handle(model_id)  # type: ignore[no-any-return]
+        if model_id not in self._configured_serve_handles:
+            self._configured_serve_handles[model_id] = self._default_serve_handles[base].options(
+                stream=True, multiplexed_model_id=model_id
+            )
+        return self._configured_serve_handles[model_id]  # type: ignore[no-any-return]
+
+    def _resolve_alias(self, body: Any) -> Any:
+        """A request to an alias becomes a request to one of its targets (the reply names the target)."""
+        targets = self._aliases.get(getattr(body, "model", None) or "")
+        if not targets:
+            return body
+        user = getattr(body, "user", None)
+        return body.model_copy(update={"model": pick_target(body.model, targets, user)})
+
+    async def models(self) -> dict[str, Any]:
+        cards = [model_card(m) for m in sorted(self._model_cards)]
+        cards += [model_card(a, parent=base) for a, base in sorted(self._adapters.items())]
+        cards += [model_card(a, targets=t) for a, t in sorted(self._aliases.items())]
+        return {"object": "list", "data": cards}
+
+    async def model_data(self, model: str) -> dict[str, Any]:
+        for card in (await self.models())["data"]:
+            if card["id"] == model:
+                return card  # type: ignore[no-any-return]
+        raise FleetHTTPError(
+            404, unknown_model_message(model, [*self._model_cards, *self._adapters, *self._aliases])
+        )
 
     async def _get_response(self, **kwargs: Any) -> AsyncGenerator[Any, None]:  # type: ignore[override]
         """Ray Serve LLM's call to the model, with its failures made visible to clients."""
         started = False
+        kwargs["body"] = self._resolve_alias(kwargs["body"])
         try:
             async for response in super()._get_response(**kwargs):
                 started = True

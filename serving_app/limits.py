@@ -7,7 +7,9 @@ of the inference calls, and hands the same bytes on:
   trickling bytes holds a coroutine for a bounded time and never a model replica;
 - ``max_tokens`` / ``max_completion_tokens`` / ``n`` above the fleet's limits -> 400 naming the field,
   the value and the limit (OpenAI's error shape);
-- ``messages`` that is not a list of objects -> 400 (the engine's validation would fail with a 500).
+- ``messages`` that is not a list of objects -> 400 (the engine's validation would fail with a 500);
+- where asked (a model's own server in high-throughput mode), a ``model`` it does not serve -> 404 listing
+  the ones it does.
 A body that is not JSON is passed on untouched: the endpoint answers it with its own 400.
 """
 
@@ -16,10 +18,12 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Collection
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from serving_app.adapters import unknown_model_message
 from serving_app.args import FrontDoorArgs
 from serving_app.errors import FleetHTTPError, error_response
 
@@ -29,9 +33,13 @@ _TOKEN_FIELDS = ("max_tokens", "max_completion_tokens")
 
 
 class RequestLimitsMiddleware:
-    def __init__(self, app: ASGIApp, *, limits: FrontDoorArgs) -> None:
+    def __init__(
+        self, app: ASGIApp, *, limits: FrontDoorArgs, known_models: Collection[str] | None = None
+    ) -> None:
         self.app = app
         self.limits = limits
+        # Set where the app behind would answer an unknown model without naming the known ones (vLLM's).
+        self.known_models = sorted(known_models) if known_models is not None else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("method") not in ("POST", "PUT", "PATCH"):
@@ -85,6 +93,10 @@ class RequestLimitsMiddleware:
         if not isinstance(document, dict):
             return
         _check_shape(document)
+        if self.known_models is not None:
+            model = document.get("model_id" if infer else "model")
+            if isinstance(model, str) and model not in self.known_models:
+                raise FleetHTTPError(404, unknown_model_message(model, self.known_models), param="model")
         # /v1/infer keeps its parameters under "params"; elsewhere a "params" key is just an unknown field.
         params = document.get("params") if infer else document
         if not isinstance(params, dict):

@@ -23,6 +23,7 @@ from fastapi import FastAPI
 from ray.serve.llm import LLMServer
 from starlette.responses import Response
 
+from serving_app.adapters import adapter_loader, model_card, unknown_model_message
 from serving_app.args import FrontDoorArgs
 from serving_app.errors import FleetHTTPError, ModelStartupError, handle_fleet_error, one_line
 from serving_app.frontdoor import add_front_door
@@ -34,7 +35,7 @@ T = TypeVar("T")
 PUBLIC_PATHS = frozenset(
     {
         "/v1/models",
-        "/v1/models/{model:path}",
+        "/v1/models/{name:path}",
         "/v1/completions",
         "/v1/chat/completions",
         "/v1/embeddings",
@@ -108,11 +109,16 @@ async def coalesce(
 class FleetLLMServer(LLMServer):
     # Serve awaits async constructors; LLMServer starts its engine in one.
     async def __init__(  # type: ignore[misc]
-        self, *args: Any, front_door: FrontDoorArgs | None = None, **kwargs: Any
+        self,
+        *args: Any,
+        front_door: FrontDoorArgs | None = None,
+        adapters: dict[str, str] | None = None,
+        **kwargs: Any,
     ) -> None:
         self._front_door = front_door
+        self._adapters = dict(adapters or {})
         try:
-            await super().__init__(*args, **kwargs)
+            await super().__init__(*args, model_downloader=adapter_loader(self._adapters), **kwargs)
         except Exception as exc:
             raise ModelStartupError(one_line(exc)) from None
 
@@ -129,16 +135,42 @@ class FleetLLMServer(LLMServer):
         async def healthz() -> dict[str, str]:
             return {"status": "ok"}
 
-        app.add_api_route("/v1/infer", infer, methods=["POST"])
-        app.add_api_route("/healthz", healthz, methods=["GET"])
+        model = self._llm_config.model_id
+        cards = [model_card(model)] + [model_card(a, parent=model) for a in sorted(self._adapters)]
+
+        async def models() -> dict[str, Any]:
+            return {"object": "list", "data": cards}
+
+        async def model_data(name: str) -> dict[str, Any]:
+            for card in cards:
+                if card["id"] == name:
+                    return card
+            raise FleetHTTPError(404, unknown_model_message(name, [model, *self._adapters]), param="model")
+
         # The fleet's surface only, as on the standard path: vLLM's app also serves /v1/responses,
         # /v1/messages, /inference/v1/generate, tokenizer and admin routes, which the fleet's limits and docs
-        # do not cover. (Serve's replica answers its own health checks before the app.)
-        app.router.routes = [r for r in app.router.routes if getattr(r, "path", None) in PUBLIC_PATHS]
+        # do not cover. (Serve's replica answers its own health checks before the app.) vLLM's /v1/models
+        # lists only the adapters loaded on this replica: ours lists them all, as the standard path does.
+        ours = {
+            "/v1/infer": (infer, "POST"),
+            "/healthz": (healthz, "GET"),
+            "/v1/models": (models, "GET"),
+            "/v1/models/{name:path}": (model_data, "GET"),
+        }
+        app.router.routes = [
+            r
+            for r in app.router.routes
+            if getattr(r, "path", None) in PUBLIC_PATHS
+            and not getattr(r, "path", "").startswith("/v1/models")
+        ]
+        for path, (endpoint, method) in ours.items():
+            app.add_api_route(path, endpoint, methods=[method])
         app.add_exception_handler(FleetHTTPError, handle_fleet_error)
         # Set in high-throughput mode only, where this server is its application's front door.
         assert self._front_door is not None, "direct streaming needs the front door's args"
-        add_front_door(app, self._front_door, endpoint="prefix", model=self._llm_config.model_id)
+        add_front_door(
+            app, self._front_door, endpoint="prefix", model=model, known_models=[model, *self._adapters]
+        )
         return app
 
     def _batch_output_stream(self, generator: AsyncIterator[T]) -> AsyncGenerator[list[T], None]:

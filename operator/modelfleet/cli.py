@@ -163,6 +163,13 @@ def cmd_tiny_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tiny_adapter(args: argparse.Namespace) -> int:
+    from modelfleet.tinymodel import build_tiny_adapter
+
+    print(build_tiny_adapter(Path(args.base), Path(args.dir), seed=args.seed))
+    return 0
+
+
 def _label(text: str) -> str:
     from modelfleet.migrate import _dns_label
 
@@ -227,6 +234,11 @@ def build_parser() -> argparse.ArgumentParser:
     tiny = commands.add_parser("tiny-model", help="build a tiny random Llama with a trained tokenizer")
     tiny.add_argument("dir", help="folder to write the checkpoint to")
     tiny.set_defaults(func=cmd_tiny_model)
+    adapter = commands.add_parser("tiny-adapter", help="build a random LoRA adapter for the tiny model")
+    adapter.add_argument("base", help="the tiny model's folder")
+    adapter.add_argument("dir", help="folder to write the adapter to")
+    adapter.add_argument("--seed", type=int, default=1, help="the same seed gives the same adapter")
+    adapter.set_defaults(func=cmd_tiny_adapter)
 
     operator = commands.add_parser("operator", help="run the Kubernetes operator (kopf)")
     scope = operator.add_mutually_exclusive_group()

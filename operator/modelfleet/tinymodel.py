@@ -113,3 +113,29 @@ def build_tiny_model(dir: Path, *, seed: int = 0) -> Path:
     model.save_pretrained(dir, safe_serialization=True)
     tokenizer.save_pretrained(dir)
     return dir
+
+
+# A LoRA of rank 8 on the attention's query and value projections, the most common fine-tune shape.
+ADAPTER_RANK = 8
+ADAPTER_TARGETS = ["q_proj", "v_proj"]
+
+
+def build_tiny_adapter(base: Path, dir: Path, *, seed: int) -> Path:
+    """Write a random LoRA adapter for the tiny model in ``base`` into ``dir`` with peft, in the layout of
+    a real one (adapter_config.json + adapter_model.safetensors). peft starts B at zero (an adapter that
+    changes nothing); we draw both matrices at random, large enough that the adapter's replies differ from
+    the base model's. The same seed gives the same adapter. Returns ``dir``."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(base)
+    config = LoraConfig(r=ADAPTER_RANK, lora_alpha=2 * ADAPTER_RANK, target_modules=ADAPTER_TARGETS)
+    peft_model = get_peft_model(model, config)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, parameter in peft_model.named_parameters():
+            if "lora_" in name:
+                parameter.copy_(torch.randn(parameter.shape, generator=generator))
+    peft_model.save_pretrained(str(dir))
+    return dir

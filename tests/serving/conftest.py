@@ -16,7 +16,7 @@ import yaml
 
 from modelfleet import local
 from modelfleet.localray import free_port, stop_head
-from tests.serving.fleetspec import KEY_FILES, Fleet, fleet_document, write_secrets
+from tests.serving.fleetspec import ADAPTERS, KEY_FILES, Fleet, fleet_document, write_secrets
 
 # Engines load in ~30-60 s each on 2 cores; the broken model needs three failed starts to settle.
 DEPLOY_TIMEOUT_S = 600
@@ -32,6 +32,16 @@ def tiny_model(session_root: Path) -> Path:
     from modelfleet.tinymodel import build_tiny_model
 
     return build_tiny_model(session_root / "tiny-llama")
+
+
+@pytest.fixture(scope="session")
+def tiny_adapters(session_root: Path, tiny_model: Path) -> dict[str, Path]:
+    from modelfleet.tinymodel import build_tiny_adapter
+
+    return {
+        name: build_tiny_adapter(tiny_model, session_root / "adapters" / name, seed=seed)
+        for seed, name in enumerate(ADAPTERS, start=1)
+    }
 
 
 @pytest.fixture(scope="session")
@@ -51,7 +61,11 @@ MODES = {"standard": False, "high-throughput": True}
 
 @pytest.fixture(scope="session", params=list(MODES))
 def fleet(
-    request: pytest.FixtureRequest, session_root: Path, tiny_model: Path, state_dir: Path
+    request: pytest.FixtureRequest,
+    session_root: Path,
+    tiny_model: Path,
+    tiny_adapters: dict[str, Path],
+    state_dir: Path,
 ) -> Iterator[Fleet]:
     high_throughput = MODES[request.param]
     if high_throughput and not local.network_is_private():
@@ -60,7 +74,9 @@ def fleet(
             "(`make test` does, through scripts/private-net.sh)"
         )
     path = session_root / f"fleet-{request.param}.yaml"
-    path.write_text(yaml.safe_dump(fleet_document(tiny_model, high_throughput=high_throughput)))
+    path.write_text(
+        yaml.safe_dump(fleet_document(tiny_model, tiny_adapters, high_throughput=high_throughput))
+    )
     secrets = session_root / f"secrets-{request.param}"
     write_secrets(secrets, KEY_FILES)
     started = time.monotonic()

@@ -1,7 +1,9 @@
 """The test fleet: a ModelFleet document run by the local backend, and a handle to reach it.
 
-Three models on CPU: `alpha` always on, `beta` scales to zero after 5 idle seconds, `broken` has a source
-that does not exist. The fleet goes through the same validation and renderer as a cluster's.
+Four models on CPU: `alpha` always on, with two LoRA adapters; `beta` scales to zero after 5 idle seconds;
+`broken` has a source that does not exist; `gamma` runs two replicas with prefix-aware routing. The alias
+`canary` sends 3 in 4 requests to `alpha` and 1 in 4 to its adapter `alpha-poet`. The fleet goes through the
+same validation and renderer as a cluster's.
 """
 
 from __future__ import annotations
@@ -24,7 +26,11 @@ TEAM_KEY = f"sk-team-{secrets.token_hex(16)}"
 KEY_FILES = {"keys/key": API_KEY, "team-b/key": TEAM_KEY}
 # Small limits, so the tests can cross them cheaply.
 LIMITS = {"maxRequestBytes": 65536, "maxTokens": 200, "maxN": 2, "bodyTimeoutSeconds": 3}
-ALWAYS_ON, SLEEPY, BROKEN = "alpha", "beta", "broken"
+ALWAYS_ON, SLEEPY, BROKEN, PREFIX_ROUTED = "alpha", "beta", "broken", "gamma"
+# alpha's LoRA adapters (random, built by the session's fixture) and the alias over alpha and one of them.
+ADAPTERS = ("alpha-poet", "alpha-coder")
+CANARY = "canary"
+CANARY_WEIGHTS = {ALWAYS_ON: 3, ADAPTERS[0]: 1}
 ENGINE_ARGS = {"enforce_eager": True, "max_model_len": 256, "kv_cache_memory_bytes": 268435456}
 
 
@@ -52,16 +58,29 @@ def cpu_model(name: str, source: str, *, min_replicas: int) -> dict[str, Any]:
     }
 
 
-def fleet_document(model_dir: Path, *, high_throughput: bool = False) -> dict[str, Any]:
+def fleet_document(
+    model_dir: Path, adapter_dirs: dict[str, Path], *, high_throughput: bool = False
+) -> dict[str, Any]:
+    alpha = cpu_model(ALWAYS_ON, str(model_dir), min_replicas=1)
+    alpha["adapters"] = [{"name": name, "source": str(adapter_dirs[name])} for name in ADAPTERS]
+    alpha["maxAdaptersPerReplica"] = len(ADAPTERS)
+    gamma = cpu_model(PREFIX_ROUTED, str(model_dir), min_replicas=2)
+    # Two replicas in half a CPU each, so the fleet still fits the test's 4 logical CPUs.
+    gamma.update(cpus=0.5, routing="prefixAware")
+    gamma["replicas"]["max"] = 2
     return {
         "apiVersion": "modelfleet.dev/v1alpha1",
         "kind": "ModelFleet",
         "metadata": {"name": "serving-test"},
         "spec": {
             "models": [
-                cpu_model(ALWAYS_ON, str(model_dir), min_replicas=1),
+                alpha,
                 cpu_model(SLEEPY, str(model_dir), min_replicas=0),
                 cpu_model(BROKEN, "/nonexistent/checkpoint", min_replicas=1),
+                gamma,
+            ],
+            "aliases": [
+                {"name": CANARY, "targets": [{"model": m, "weight": w} for m, w in CANARY_WEIGHTS.items()]}
             ],
             "workers": [{"name": "cpu", "gpusPerWorker": 0, "cpusPerWorker": 4, "memoryPerWorker": "16Gi"}],
             "apiKey": {"secretName": "keys", "key": "key"},

@@ -16,7 +16,7 @@ from openai.types.chat import ChatCompletionMessageParam
 
 from modelfleet.localray import wait_for
 from serving_app.server import server_deployment_name
-from tests.serving.fleetspec import ALWAYS_ON, API_KEY, BROKEN, SLEEPY, Fleet
+from tests.serving.fleetspec import ADAPTERS, ALWAYS_ON, API_KEY, BROKEN, SLEEPY, Fleet
 
 pytestmark = pytest.mark.serving
 CHAT: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Say hello"}]
@@ -84,7 +84,7 @@ def test_models_lists_the_fleet(fleet: Fleet) -> None:
 
 def test_model_prefix_serves_only_its_model(fleet: Fleet) -> None:
     ids = [m.id for m in fleet.client(f"/{ALWAYS_ON}").models.list()]
-    assert ids == [ALWAYS_ON]
+    assert ids == [ALWAYS_ON, *sorted(ADAPTERS)]  # a model's adapters are served under its prefix
 
 
 def test_infer(fleet: Fleet) -> None:
@@ -204,7 +204,7 @@ def test_broken_model_fails_alone_and_readably(fleet: Fleet) -> None:
     assert broken.state == "Failed"
     assert "/nonexistent/checkpoint" in broken.message
     assert "\x1b" not in broken.message and "Traceback" not in broken.message
-    assert fleet.status().ready == "2/3"
+    assert fleet.status().ready == "3/4"
     # The rest of the fleet keeps answering.
     reply = fleet.client().chat.completions.create(model=ALWAYS_ON, messages=CHAT, max_tokens=2)
     assert reply.choices[0].message.content is not None
@@ -220,7 +220,7 @@ def test_status_command_prints_the_table(fleet: Fleet, state_dir: Path) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    rows = {line.split()[0]: line.split()[1] for line in result.stdout.splitlines()[3:6]}
+    rows = {line.split()[0]: line.split()[1] for line in result.stdout.splitlines()[3:7]}
     assert rows[ALWAYS_ON] == "Ready" and rows[BROKEN] == "Failed"
     assert rows[SLEEPY] in ("Ready", "ScaledToZero")
     assert f"{fleet.url}/v1" in result.stdout

@@ -236,6 +236,126 @@ CASES: list[tuple[str, Callable[[Doc], None], str, str]] = [
         "spec.limits.bodyTimeoutSeconds",
         "schema",
     ),
+    (
+        "adapter-name-not-dns",
+        model(0, adapters=[{"name": "Fine_Tune", "source": "o/f"}]),
+        "spec.models[0].adapters[0].name",
+        "schema",
+    ),
+    (
+        "adapter-without-source",
+        model(0, adapters=[{"name": "ft"}]),
+        "spec.models[0].adapters[0].source",
+        "schema",
+    ),
+    (
+        "adapters-repeat-in-model",
+        model(0, adapters=[{"name": "ft", "source": "o/f"}, {"name": "ft", "source": "o/g"}]),
+        "spec.models[0].adapters",
+        "cel",
+    ),
+    (
+        "adapters-on-embed-model",
+        model(0, task="embed", adapters=[{"name": "ft", "source": "o/f"}]),
+        "spec.models[0].adapters",
+        "cel",
+    ),
+    (
+        "adapters-per-replica-zero",
+        model(0, maxAdaptersPerReplica=0),
+        "spec.models[0].maxAdaptersPerReplica",
+        "schema",
+    ),
+    ("routing-unknown", model(0, routing="leastLoaded"), "spec.models[0].routing", "schema"),
+    (
+        "adapter-named-like-a-model",
+        model(0, adapters=[{"name": "b", "source": "o/f"}]),
+        "spec.models[0].adapters[0].name",
+        "semantic",
+    ),
+    (
+        "adapter-in-two-models",
+        lambda d: (
+            model(0, adapters=[{"name": "ft", "source": "o/f"}])(d),
+            model(1, adapters=[{"name": "ft", "source": "o/g"}])(d),
+        ),
+        "spec.models[1].adapters[0].name",
+        "semantic",
+    ),
+    (
+        "adapters-with-engine-max-loras",
+        lambda d: (model(0, adapters=[{"name": "ft", "source": "o/f"}])(d), engine(max_loras=8)(d)),
+        "spec.models[0].engineArgs.max_loras",
+        "semantic",
+    ),
+    (
+        "enable-lora-without-adapters",
+        engine(enable_lora=True),
+        "spec.models[0].engineArgs.enable_lora",
+        "semantic",
+    ),
+    (
+        "prefix-aware-without-prefix-cache",
+        lambda d: (model(0, routing="prefixAware")(d), engine(enable_prefix_caching=False)(d)),
+        "spec.models[0].engineArgs.enable_prefix_caching",
+        "semantic",
+    ),
+    (
+        "alias-shadows-model",
+        spec(aliases=[{"name": "a", "targets": [{"model": "b", "weight": 1}]}]),
+        "spec.aliases",
+        "cel",
+    ),
+    (
+        "aliases-repeat",
+        spec(aliases=[{"name": "x", "targets": [{"model": "a", "weight": 1}]}] * 2),
+        "spec.aliases",
+        "cel",
+    ),
+    (
+        "alias-without-targets",
+        spec(aliases=[{"name": "x", "targets": []}]),
+        "spec.aliases[0].targets",
+        "schema",
+    ),
+    (
+        "alias-weight-zero",
+        spec(aliases=[{"name": "x", "targets": [{"model": "a", "weight": 0}]}]),
+        "spec.aliases[0].targets[0].weight",
+        "schema",
+    ),
+    (
+        "alias-target-twice",
+        spec(aliases=[{"name": "x", "targets": [{"model": "a", "weight": 1}, {"model": "a", "weight": 2}]}]),
+        "spec.aliases[0].targets",
+        "cel",
+    ),
+    (
+        "alias-target-unknown",
+        spec(aliases=[{"name": "x", "targets": [{"model": "a", "weight": 9}, {"model": "c", "weight": 1}]}]),
+        "spec.aliases[0].targets[1].model",
+        "semantic",
+    ),
+    (
+        "alias-targets-an-alias",
+        spec(
+            aliases=[
+                {"name": "x", "targets": [{"model": "a", "weight": 1}]},
+                {"name": "y", "targets": [{"model": "x", "weight": 1}]},
+            ]
+        ),
+        "spec.aliases[1].targets[0].model",
+        "semantic",
+    ),
+    (
+        "alias-named-like-an-adapter",
+        lambda d: (
+            model(0, adapters=[{"name": "ft", "source": "o/f"}])(d),
+            spec(aliases=[{"name": "ft", "targets": [{"model": "a", "weight": 1}]}])(d),
+        ),
+        "spec.aliases[0].name",
+        "semantic",
+    ),
     ("tensor-parallel-vs-gpus", engine(tensor_parallel_size=2), "spec.models[0].gpus", "semantic"),
     (
         "tensor-parallel-not-int",

@@ -18,6 +18,8 @@ RESERVED_ENGINE_ARGS = {
     "served_model_name": "set by name",
     "tokenizer_pool_size": "unsupported by the vLLM V1 engine",
 }
+# engineArgs the fleet sets for a model with adapters (vLLM's LoRA support), and what sets them.
+LORA_ENGINE_ARGS = {"enable_lora": "adapters", "max_loras": "maxAdaptersPerReplica"}
 # Share of a Ray node's memory Ray offers to tasks and actors (the rest backs the object store).
 RAY_TASK_MEMORY_SHARE = 0.7
 
@@ -57,6 +59,7 @@ def _model_problems(spec: ModelFleetSpec, index: int, model: ModelSpec) -> Itera
             utilisation,
             f"must not exceed the model's GPU share ({gpus:g}): models sharing a GPU would run out of memory",
         )
+    yield from _adapter_engine_problems(path, model)
     parallel = 1
     for key in ("tensor_parallel_size", "pipeline_parallel_size"):
         size = model.engine_args.get(key, 1)
@@ -89,6 +92,65 @@ def _model_problems(spec: ModelFleetSpec, index: int, model: ModelSpec) -> Itera
         yield Problem("spec.workers", [], "at least one worker group is needed: the head runs no models")
 
 
+def _adapter_engine_problems(path: str, model: ModelSpec) -> Iterator[Problem]:
+    """vLLM's LoRA and prefix-caching engine args must agree with adapters and routing."""
+    if model.adapters:
+        for key, owner in LORA_ENGINE_ARGS.items():
+            if key in model.engine_args:
+                yield Problem(
+                    f"{path}.engineArgs.{key}",
+                    model.engine_args[key],
+                    f"must not be set: the fleet sets it from {owner}",
+                )
+        cpu_loras = model.engine_args.get("max_cpu_loras")
+        if isinstance(cpu_loras, int) and cpu_loras < model.max_adapters_per_replica:
+            yield Problem(
+                f"{path}.engineArgs.max_cpu_loras",
+                cpu_loras,
+                f"must be at least maxAdaptersPerReplica ({model.max_adapters_per_replica})",
+            )
+    elif model.engine_args.get("enable_lora"):
+        yield Problem(
+            f"{path}.engineArgs.enable_lora",
+            model.engine_args["enable_lora"],
+            "list the model's adapters in adapters instead: clients can only select adapters the fleet knows",
+        )
+    if model.routing == "prefixAware" and model.engine_args.get("enable_prefix_caching") is False:
+        yield Problem(
+            f"{path}.engineArgs.enable_prefix_caching",
+            False,
+            "must not be false with routing prefixAware (routing by prefix pays only with the cache)",
+        )
+
+
+def _name_problems(spec: ModelFleetSpec) -> Iterator[Problem]:
+    """Models, adapters and aliases share one namespace: the `model` field of a request."""
+    owners: dict[str, str] = {model.name: f"spec.models[{i}]" for i, model in enumerate(spec.models)}
+    for i, model in enumerate(spec.models):
+        for j, adapter in enumerate(model.adapters):
+            path = f"spec.models[{i}].adapters[{j}].name"
+            if adapter.name in owners and owners[adapter.name] != f"spec.models[{i}].adapters":
+                yield Problem(
+                    path, adapter.name, f"must be unique in the fleet: {owners[adapter.name]} has it"
+                )
+            owners.setdefault(adapter.name, f"spec.models[{i}].adapters")
+    for i, alias in enumerate(spec.aliases):
+        path = f"spec.aliases[{i}]"
+        if alias.name in owners and not owners[alias.name].startswith("spec.aliases"):
+            yield Problem(
+                f"{path}.name", alias.name, f"must be unique in the fleet: {owners[alias.name]} has it"
+            )
+        for j, target in enumerate(alias.targets):
+            if target.model not in owners or owners[target.model].startswith("spec.aliases"):
+                known = sorted(name for name, owner in owners.items() if not owner.startswith("spec.aliases"))
+                yield Problem(
+                    f"{path}.targets[{j}].model",
+                    target.model,
+                    f"must name a model or adapter of the fleet ({', '.join(known)})",
+                )
+        owners.setdefault(alias.name, path)
+
+
 def _capacity_problems(spec: ModelFleetSpec) -> Iterator[Problem]:
     """All models at their replica minimum must fit the GPUs the worker groups can ever have."""
     total_gpus = sum(group.gpus_per_worker * group.max_workers for group in spec.workers)
@@ -107,6 +169,7 @@ def check(spec: ModelFleetSpec) -> list[Problem]:
     problems: list[Problem] = []
     for index, model in enumerate(spec.models):
         problems.extend(_model_problems(spec, index, model))
+    problems.extend(_name_problems(spec))
     problems.extend(_capacity_problems(spec))
     # One missing-workers problem is enough, however many models hit it.
     unique: list[Problem] = []

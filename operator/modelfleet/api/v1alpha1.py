@@ -131,6 +131,32 @@ class Replicas(ApiModel):
     )
 
 
+class Adapter(ApiModel):
+    """A LoRA adapter of a model: a fine-tune clients select per request with `model: <name>`."""
+
+    name: str = Field(
+        description="The OpenAI `model` id that selects the adapter, on the fleet's endpoint and under its "
+        "model's prefix. A DNS label, unique among the fleet's models, adapters and aliases.",
+        min_length=1,
+        max_length=63,
+        pattern=DNS_LABEL,
+    )
+    source: str = Field(
+        description="Where the adapter comes from: a folder holding adapter_config.json and its weights (in "
+        "the model cache or the image), or a Hugging Face repo id (org/name, read with hugging_face_token).",
+        min_length=1,
+        max_length=1024,
+    )
+
+
+# Ray Serve's request routers, by the name the fleet spec uses.
+ROUTERS = {
+    "powerOfTwo": "Ray Serve's default: the less busy of two random replicas.",
+    "prefixAware": "Ray Serve LLM's prefix-cache affinity: requests sharing a prompt prefix go to the "
+    "replica that has it cached (vLLM's prefix caching on), unless that replica is much busier.",
+}
+
+
 class ModelSpec(ApiModel):
     """One model of the fleet: a Ray Serve application running vLLM."""
 
@@ -153,6 +179,17 @@ class ModelSpec(ApiModel):
                     "self.accelerator == 'cpu' || !has(self.gpus) || double(self.gpus) > 0.0",
                     "gpus must be greater than 0 when accelerator is gpu",
                     ".gpus",
+                ),
+                cel(
+                    "!has(self.adapters) || size(self.adapters) == 0 || self.task == 'generate'",
+                    "adapters need task generate (LoRA adapters fine-tune a generating model)",
+                    ".adapters",
+                ),
+                cel(
+                    "!has(self.adapters) || "
+                    "self.adapters.all(a, self.adapters.exists_one(b, b.name == a.name))",
+                    "adapter names must be unique",
+                    ".adapters",
                 ),
             ]
         }
@@ -198,6 +235,24 @@ class ModelSpec(ApiModel):
         description="Arguments passed to the vLLM engine as-is (snake_case, e.g. max_model_len, dtype, "
         "gpu_memory_utilization, enforce_eager).",
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    adapters: list[Adapter] = Field(
+        default_factory=list,
+        max_length=64,
+        description="LoRA adapters served on this model's replicas, loaded on a replica when first asked for "
+        "(vLLM's LoRA support is turned on for the model when this is not empty).",
+    )
+    max_adapters_per_replica: int = Field(
+        default=4,
+        ge=1,
+        le=64,
+        description="Adapters one replica keeps loaded at once (vLLM's max_loras); asking for another loads "
+        "it and unloads the least recently used one.",
+    )
+    routing: Literal["powerOfTwo", "prefixAware"] = Field(
+        default="powerOfTwo",
+        description="How a replica is picked for a request: "
+        + " ".join(f"{name}: {what}" for name, what in ROUTERS.items()),
     )
 
     @property
@@ -382,6 +437,48 @@ class Limits(ApiModel):
     )
 
 
+class AliasTarget(ApiModel):
+    """A model or adapter an alias sends a share of its requests to."""
+
+    model: str = Field(
+        description="Name of a model or an adapter of the fleet.",
+        min_length=1,
+        max_length=63,
+        pattern=DNS_LABEL,
+    )
+    weight: int = Field(
+        ge=1, le=10000, description="Relative share: a target gets weight / (sum of weights) of the requests."
+    )
+
+
+class Alias(ApiModel):
+    """A model id that names no engine but splits its requests over targets by weight (a canary, a
+    rollout). A request with a `user` always lands on the same target, so a conversation stays on one
+    version; changing weights changes only the fleet's router (no replica restarts)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "self.targets.all(t, self.targets.exists_one(u, u.model == t.model))",
+                    "an alias must not name a target twice",
+                    ".targets",
+                ),
+            ]
+        }
+    )
+
+    name: str = Field(
+        description="The `model` id clients send. A DNS label, unique among models, adapters and aliases.",
+        min_length=1,
+        max_length=63,
+        pattern=DNS_LABEL,
+    )
+    targets: list[AliasTarget] = Field(
+        min_length=1, max_length=16, description="Where the alias's requests go, by weight."
+    )
+
+
 class ModelFleetSpec(ApiModel):
     """Desired state: the models to serve and the Ray cluster that serves them."""
 
@@ -398,6 +495,16 @@ class ModelFleetSpec(ApiModel):
                     "j.secretName == k.secretName && j.key == k.key))",
                     "apiKeys must not name the same Secret key twice",
                     ".apiKeys",
+                ),
+                cel(
+                    "!has(self.aliases) || self.aliases.all(a, self.aliases.exists_one(b, b.name == a.name))",
+                    "alias names must be unique",
+                    ".aliases",
+                ),
+                cel(
+                    "!has(self.aliases) || self.aliases.all(a, !self.models.exists(m, m.name == a.name))",
+                    "an alias must not have the name of a model (it would shadow it)",
+                    ".aliases",
                 ),
                 cel(
                     "self.workers.all(w, self.workers.exists_one(v, v.name == w.name))",
@@ -447,6 +554,12 @@ class ModelFleetSpec(ApiModel):
         description="The NetworkPolicy around the fleet's Ray pods (on by default).",
     )
     limits: Limits = Field(default_factory=Limits, description="Per-request limits of the front doors.")
+    aliases: list[Alias] = Field(
+        default_factory=list,
+        max_length=32,
+        description="Model ids that split their requests over models or adapters by weight, on the fleet's "
+        "endpoint (not under a model's prefix).",
+    )
     upgrade_strategy: Literal["NewCluster", "NewClusterWithIncrementalUpgrade", "None"] = Field(
         default="NewCluster",
         description="How KubeRay rolls out a change of image, head or workers (RayService upgradeStrategy).",
@@ -458,6 +571,11 @@ class ModelFleetSpec(ApiModel):
         "streaming). 1.7-2.3x the throughput of the standard path in docs/benchmarks.md. HAProxy and the "
         "replicas then listen on all pod interfaces (only the Serve port is on the Service).",
     )
+
+    @property
+    def adapter_bases(self) -> dict[str, str]:
+        """Every adapter's name -> the name of the model it runs on."""
+        return {adapter.name: model.name for model in self.models for adapter in model.adapters}
 
     @property
     def all_api_keys(self) -> list[SecretKeyRef]:

@@ -12,6 +12,8 @@ from modelfleet.api.quantity import quantity_bytes
 from modelfleet.api.v1alpha1 import SERVE_PORT, ModelFleetSpec, ModelSpec
 from modelfleet.yamlio import dump
 
+# The fleet spec's routing names -> the serving app's (Python's spelling in args, as everywhere there).
+ROUTING = {"powerOfTwo": "power_of_two", "prefixAware": "prefix_aware"}
 MODEL_IMPORT_PATH = "serving_app.app:build_model_app"
 ROUTER_IMPORT_PATH = "serving_app.app:build_router_app"
 ROUTER_APP_NAME = "fleet"
@@ -55,6 +57,25 @@ def model_args(model: ModelSpec, front_door: dict[str, Any]) -> dict[str, Any]:
             "downscale_delay_s": replicas.downscale_delay_seconds,
         },
         "engine_args": dict(model.engine_args),
+        "adapters": {
+            adapter.name: adapter.source for adapter in sorted(model.adapters, key=lambda a: a.name)
+        },
+        "max_adapters_per_replica": model.max_adapters_per_replica,
+        "routing": ROUTING[model.routing],
+        "front_door": front_door,
+    }
+
+
+def router_args(spec: ModelFleetSpec, front_door: dict[str, Any]) -> dict[str, Any]:
+    """The `args` of the fleet's router: the model applications, which model each adapter runs on, and the
+    aliases with their weighted targets (sorted, so reordering the spec is a no-op)."""
+    return {
+        "models": sorted(model.name for model in spec.models),
+        "adapters": dict(sorted(spec.adapter_bases.items())),
+        "aliases": {
+            alias.name: [{"model": t.model, "weight": t.weight} for t in alias.targets]
+            for alias in sorted(spec.aliases, key=lambda a: a.name)
+        },
         "front_door": front_door,
     }
 
@@ -77,7 +98,7 @@ def serve_config(spec: ModelFleetSpec) -> dict[str, Any]:
             "name": ROUTER_APP_NAME,
             "route_prefix": "/",
             "import_path": ROUTER_IMPORT_PATH,
-            "args": {"models": [model.name for model in models], "front_door": front_door},
+            "args": router_args(spec, front_door),
         }
     )
     return {

@@ -1,0 +1,149 @@
+"""Many variants on few replicas: LoRA adapters chosen per request, a weighted alias, prefix-aware routing.
+
+alpha serves two random LoRA adapters (built with peft by the session's fixture, loaded by vLLM from their
+folders as a real adapter would be); `canary` splits 3:1 between alpha and alpha-poet; gamma's two replicas
+are picked by Ray Serve LLM's prefix-cache affinity router.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+import openai
+import pytest
+
+from modelfleet.localray import wait_for
+from serving_app.server import server_deployment_name
+from tests.serving.fleetspec import (
+    ADAPTERS,
+    ALWAYS_ON,
+    CANARY,
+    CANARY_WEIGHTS,
+    PREFIX_ROUTED,
+    Fleet,
+)
+from tests.serving.test_metrics import Samples, scrape
+
+pytestmark = pytest.mark.serving
+PROMPT = [{"role": "user", "content": "Tell me about the fleet of models"}]
+
+
+def _reply(client: openai.OpenAI, model: str, **extra: object) -> tuple[str, str]:
+    """(the model the reply names, its text) at temperature 0."""
+    reply = client.chat.completions.create(
+        model=model,
+        messages=PROMPT,
+        max_tokens=12,
+        temperature=0,
+        **extra,  # type: ignore[arg-type]
+    )
+    return reply.model, reply.choices[0].message.content or ""
+
+
+@pytest.mark.parametrize("prefix", ["", f"/{ALWAYS_ON}"], ids=["unified", "model-prefix"])
+def test_each_adapter_answers_by_name_differently_from_its_model_and_stably(
+    fleet: Fleet, prefix: str
+) -> None:
+    client = fleet.client(prefix)
+    replies = {model: _reply(client, model) for model in (ALWAYS_ON, *ADAPTERS)}
+    for model, (named, _) in replies.items():
+        assert named == model, f"a reply to {model} names {named}"
+    texts = {model: text for model, (_, text) in replies.items()}
+    print(f"replies at temperature 0 ({prefix or '/'}): {texts}")
+    assert len(set(texts.values())) == len(texts), f"an adapter replied like its model or another: {texts}"
+    # Both adapters live on alpha's one replica (max 1), alternating: greedy replies never change.
+    for model in (*ADAPTERS, ALWAYS_ON, *reversed(ADAPTERS)):
+        assert _reply(client, model)[1] == texts[model], f"{model} replied differently the second time"
+    assert fleet.replicas(ALWAYS_ON, server_deployment_name(ALWAYS_ON)) == (1, 1)
+
+
+@pytest.mark.parametrize("prefix", ["", f"/{ALWAYS_ON}"], ids=["unified", "model-prefix"])
+def test_an_unknown_adapter_is_404_listing_what_exists(fleet: Fleet, prefix: str) -> None:
+    with pytest.raises(openai.NotFoundError) as err:
+        fleet.client(prefix).chat.completions.create(model="alpha-nope", messages=PROMPT, max_tokens=2)
+    message = str(err.value)
+    assert "alpha-nope" in message
+    for known in (ALWAYS_ON, *ADAPTERS):
+        assert known in message, message
+
+
+def test_models_lists_adapters_with_their_model_and_the_alias_with_its_targets(fleet: Fleet) -> None:
+    cards = {card.id: card.model_dump() for card in fleet.client().models.list()}
+    for adapter in ADAPTERS:
+        assert cards[adapter]["parent"] == ALWAYS_ON
+    assert cards[ALWAYS_ON]["parent"] is None
+    assert {t["model"]: t["weight"] for t in cards[CANARY]["targets"]} == CANARY_WEIGHTS
+    assert fleet.client().models.retrieve(ADAPTERS[1]).model_dump()["parent"] == ALWAYS_ON
+
+
+def test_the_alias_splits_by_weight_and_keeps_a_user_on_one_target(fleet: Fleet) -> None:
+    client = fleet.client()
+
+    def target(user: str | None) -> str:
+        extra = {"user": user} if user else {}
+        reply = client.chat.completions.create(
+            model=CANARY,
+            messages=PROMPT,
+            max_tokens=1,
+            **extra,  # type: ignore[arg-type]
+        )
+        return reply.model
+
+    sent = 400
+    with ThreadPoolExecutor(16) as pool:
+        counts = Counter(pool.map(target, [None] * sent))
+    share = CANARY_WEIGHTS[ADAPTERS[0]] / sum(CANARY_WEIGHTS.values())
+    mean, sd = sent * share, math.sqrt(sent * share * (1 - share))
+    print(f"alias split over {sent}: {dict(counts)} (expected {ADAPTERS[0]} {mean:.0f} +- {sd:.1f})")
+    assert set(counts) == set(CANARY_WEIGHTS)
+    # Four standard deviations: a correct router fails this about once in 16,000 runs.
+    assert abs(counts[ADAPTERS[0]] - mean) <= 4 * sd, counts
+
+    users = [f"user-{i}" for i in range(24)]
+    with ThreadPoolExecutor(8) as pool:
+        seen = {user: set(pool.map(target, [user] * 4)) for user in users}
+    assert all(len(targets) == 1 for targets in seen.values()), seen
+    # Stickiness keeps the split: 24 users land on both targets (all on one: p < 0.001).
+    assert {next(iter(t)) for t in seen.values()} == set(CANARY_WEIGHTS), seen
+
+
+def _served_per_replica(samples: Samples) -> Counter[str]:
+    """Requests each of gamma's server replicas has handled (Serve's per-replica request counter)."""
+    counts: Counter[str] = Counter()
+    for (name, series), value in samples.items():
+        labels = dict(series)
+        if (
+            name == "ray_serve_deployment_request_counter_total"
+            and labels.get("application") == PREFIX_ROUTED
+            and labels.get("deployment") == server_deployment_name(PREFIX_ROUTED)
+        ):
+            counts[labels["replica"]] += int(value)
+    return counts
+
+
+@pytest.mark.parametrize("prefix", ["", f"/{PREFIX_ROUTED}"], ids=["unified", "model-prefix"])
+def test_requests_sharing_a_long_prefix_land_on_one_replica(fleet: Fleet, prefix: str) -> None:
+    assert fleet.replicas(PREFIX_ROUTED, server_deployment_name(PREFIX_ROUTED)) == (2, 2)
+    client = fleet.client(prefix)
+    shared = "You are the fleet's helpful assistant. " + "Models and replicas share a cluster. " * 12
+    before = _served_per_replica(scrape(fleet))
+    sent = 12
+    for i in range(sent):  # one at a time: the replicas stay equally idle, so only the prefix decides
+        messages = [{"role": "system", "content": shared}, {"role": "user", "content": f"Question {i}?"}]
+        client.chat.completions.create(model=PREFIX_ROUTED, messages=messages, max_tokens=1)  # type: ignore[arg-type]
+
+    def counted() -> Counter[str] | None:
+        served = _served_per_replica(scrape(fleet))
+        served.subtract(before)
+        return served if sum(served.values()) >= sent else None
+
+    started = time.monotonic()
+    served = wait_for("gamma's request counters to show the requests", counted, timeout_s=90, every_s=2)
+    print(
+        f"per replica after {sent} requests sharing a prefix ({prefix or '/'}): {dict(served)}, "
+        f"counted after {time.monotonic() - started:.0f}s"
+    )
+    assert max(served.values()) == sent, f"requests sharing a prefix were spread over replicas: {served}"
