@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 EXTRAS ?= operator,serving,cpu,dev
 
 .DEFAULT_GOAL := help
-.PHONY: help install control-plane test e2e lint typecheck hadolint unit crds golden demo dev-cluster test-cluster bench bench-serving bench-wake bench-operator clean
+.PHONY: help install control-plane test e2e lint typecheck hadolint unit crds golden demo dev-cluster test-cluster bench bench-serving bench-wake bench-operator bench-prefix clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -76,6 +76,9 @@ bench-serving: ## serving overhead: bare vLLM vs stock Ray Serve LLM vs ModelFle
 
 bench-wake: ## wake from zero: request to first token, split by phase
 	scripts/private-net.sh $(PY) -m bench wake
+
+bench-prefix: ## prefix-aware vs power-of-two routing on a shared-prefix load (two replicas)
+	scripts/private-net.sh $(PY) -m bench prefix
 
 bench-operator: control-plane ## operator at scale against the local control plane
 	$(PY) -m bench operator

@@ -1,4 +1,4 @@
-"""`python -m bench all|serving|wake|operator`: run a part (or all), write bench/results/, plot."""
+"""`python -m bench all|serving|wake|operator|prefix`: run a part (or all), write bench/results/, plot."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 from bench import results
 
-PARTS = ("serving", "wake", "operator")
+PARTS = ("serving", "wake", "operator", "prefix")
 
 
 def _tiny_model(work_dir: Path) -> Path:
@@ -29,6 +29,10 @@ def run_part(part: str, work_dir: Path, args: argparse.Namespace) -> Path:
         from bench import wake
 
         body = wake.run(_tiny_model(work_dir), work_dir, trials=args.trials)
+    elif part == "prefix":
+        from bench import prefix
+
+        body = prefix.run(_tiny_model(work_dir), work_dir)
     else:
         from bench import operator_scale
 

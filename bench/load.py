@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,22 +106,31 @@ def make_client(concurrency: int, timeout_s: float = 300) -> httpx.AsyncClient:
     return httpx.AsyncClient(limits=limits, timeout=timeout_s)
 
 
-async def run_cell(url: str, model: str, *, concurrency: int, duration_s: float) -> CellResult:
+async def run_cell(
+    url: str,
+    model: str,
+    *,
+    concurrency: int,
+    duration_s: float,
+    bodies: Callable[[], dict[str, Any]] | None = None,
+) -> CellResult:
     """Warm up with one request per worker (not counted), then load for `duration_s`.
 
-    Workers stop starting requests at the deadline; the cell ends when the last one finishes, and
+    Every request sends `chat_body(model)`, or a fresh `bodies()` when given (bench/prefix.py varies the
+    prompt). Workers stop starting requests at the deadline; the cell ends when the last one finishes, and
     throughput divides by that whole time, so a slow tail is not hidden.
     """
     body = chat_body(model)
+    next_body = bodies or (lambda: body)
     async with make_client(concurrency) as client:
-        await asyncio.gather(*(stream_chat(client, url, body) for _ in range(concurrency)))
+        await asyncio.gather(*(stream_chat(client, url, next_body()) for _ in range(concurrency)))
         samples: list[Sample] = []
         started = time.perf_counter()
         deadline = started + duration_s
 
         async def worker() -> None:
             while time.perf_counter() < deadline:
-                samples.append(await stream_chat(client, url, body))
+                samples.append(await stream_chat(client, url, next_body()))
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         return CellResult(concurrency, time.perf_counter() - started, samples)

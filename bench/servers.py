@@ -182,8 +182,14 @@ def stock_ray_serve_llm(model_dir: Path, *, high_throughput: bool = False) -> It
 
 
 def fleet_document(
-    model_dir: Path, name: str, replicas: dict[str, Any], *, high_throughput: bool = True
+    model_dir: Path,
+    name: str,
+    replicas: dict[str, Any],
+    *,
+    high_throughput: bool = True,
+    model: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """The bench's one-model fleet; `model` overrides fields of the model (bench/prefix.py: routing)."""
     return {
         "apiVersion": "modelfleet.dev/v1alpha1",
         "kind": "ModelFleet",
@@ -198,6 +204,7 @@ def fleet_document(
                     "replicas": replicas,
                     "engineArgs": ENGINE_ARGS,
                 }
+                | (model or {})
             ],
             "highThroughput": high_throughput,
         },
@@ -215,6 +222,7 @@ def modelfleet(
     name: str = "bench",
     replicas: dict[str, Any] | None = None,
     high_throughput: bool = True,
+    model: dict[str, Any] | None = None,
 ) -> Iterator[Running]:
     """A fleet through `modelfleet up`'s code, its state in `work_dir` (not the user's .modelfleet/)."""
     if high_throughput:
@@ -222,7 +230,9 @@ def modelfleet(
     path = work_dir / f"{name}.yaml"
     path.write_text(
         yaml.safe_dump(
-            fleet_document(model_dir, name, replicas or ALWAYS_ON, high_throughput=high_throughput)
+            fleet_document(
+                model_dir, name, replicas or ALWAYS_ON, high_throughput=high_throughput, model=model
+            )
         ),
         encoding="utf-8",
     )

@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -176,6 +177,18 @@ def _label(text: str) -> str:
     return _dns_label(text)[:47].strip("-")
 
 
+def _add_tiny_commands(commands: Any) -> None:
+    """The test world's checkpoints: a tiny random model and LoRA adapters for it."""
+    tiny = commands.add_parser("tiny-model", help="build a tiny random Llama with a trained tokenizer")
+    tiny.add_argument("dir", help="folder to write the checkpoint to")
+    tiny.set_defaults(func=cmd_tiny_model)
+    adapter = commands.add_parser("tiny-adapter", help="build a random LoRA adapter for the tiny model")
+    adapter.add_argument("base", help="the tiny model's folder")
+    adapter.add_argument("dir", help="folder to write the adapter to")
+    adapter.add_argument("--seed", type=int, default=1, help="the same seed gives the same adapter")
+    adapter.set_defaults(func=cmd_tiny_adapter)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="modelfleet", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -231,14 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     down.add_argument("name", nargs="?", help="fleet name (default: every local fleet)")
     down.set_defaults(func=cmd_down)
 
-    tiny = commands.add_parser("tiny-model", help="build a tiny random Llama with a trained tokenizer")
-    tiny.add_argument("dir", help="folder to write the checkpoint to")
-    tiny.set_defaults(func=cmd_tiny_model)
-    adapter = commands.add_parser("tiny-adapter", help="build a random LoRA adapter for the tiny model")
-    adapter.add_argument("base", help="the tiny model's folder")
-    adapter.add_argument("dir", help="folder to write the adapter to")
-    adapter.add_argument("--seed", type=int, default=1, help="the same seed gives the same adapter")
-    adapter.set_defaults(func=cmd_tiny_adapter)
+    _add_tiny_commands(commands)
 
     operator = commands.add_parser("operator", help="run the Kubernetes operator (kopf)")
     scope = operator.add_mutually_exclusive_group()

@@ -255,6 +255,9 @@ def summary(local: LocalFleet) -> str:
         )
         if model.message:
             lines.append(f"  {'':<20} {model.message}")
+    for alias in status.aliases:
+        split = ", ".join(f"{t.model} {t.weight} ({t.state})" for t in alias.targets)
+        lines.append(f"  {alias.name:<20} {'alias':<13} {'-':<9} {split}")
     lines += ["", f"  unified endpoint: {local.head.serve_url}/v1  (OpenAI API, routed by `model`)"]
     if local.head.metrics_url:
         lines.append(f"  metrics:          {local.head.metrics_url}  (Prometheus, Ray's and ModelFleet's)")

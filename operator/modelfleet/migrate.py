@@ -14,7 +14,13 @@ from typing import Any
 
 from modelfleet.api.v1alpha1 import API_VERSION, KIND
 
-_CARRIED_LLM_KEYS = {"model_loading_config", "deployment_config", "engine_kwargs", "accelerator_type"}
+_CARRIED_LLM_KEYS = {
+    "model_loading_config",
+    "deployment_config",
+    "engine_kwargs",
+    "accelerator_type",
+    "lora_config",
+}
 _CARRIED_DEPLOYMENT_KEYS = {
     "autoscaling_config",
     "max_ongoing_requests",
@@ -22,6 +28,12 @@ _CARRIED_DEPLOYMENT_KEYS = {
     "num_cpus",
     "num_gpus",
     "num_replicas",
+    "request_router_config",
+}
+# Ray Serve LLM's request routers a fleet's `routing` names, by their import paths (public and internal).
+_ROUTERS = {
+    "PrefixCacheAffinityRouter": "prefixAware",
+    "PowerOfTwoChoicesRequestRouter": "powerOfTwo",
 }
 _CARRIED_AUTOSCALING_KEYS = {
     "min_replicas",
@@ -96,10 +108,46 @@ def _model(config: dict[str, Any], path: str, dropped: list[str]) -> dict[str, A
     if config.get("accelerator_type"):
         dropped.append(f"{path}.accelerator_type (set a nodeSelector on the worker group instead)")
     engine = config.get("engine_kwargs") or {}
+    # The fleet sets these itself (from name, source, adapters and maxAdaptersPerReplica).
+    owned = ("model", "served_model_name", "enable_lora", "max_loras")
     if engine:
-        model["engineArgs"] = {k: v for k, v in engine.items() if k not in ("model", "served_model_name")}
+        model["engineArgs"] = {k: v for k, v in engine.items() if k not in owned}
         dropped.extend(f"{path}.engine_kwargs.{k}" for k in ("model", "served_model_name") if k in engine)
+    _routing(deployment.get("request_router_config"), model, f"{path}.deployment_config", dropped)
+    _lora(config.get("lora_config"), engine, model, path, dropped)
     return model
+
+
+def _routing(config: Any, model: dict[str, Any], path: str, dropped: list[str]) -> None:
+    if not isinstance(config, dict):
+        return
+    router = str(config.get("request_router_class", "")).rsplit(":", 1)[-1].rsplit(".", 1)[-1]
+    if router in _ROUTERS:
+        model["routing"] = _ROUTERS[router]
+        _report_extra(config, {"request_router_class"}, f"{path}.request_router_config", dropped)
+    else:
+        dropped.append(f"{path}.request_router_config (routing is powerOfTwo or prefixAware)")
+
+
+def _lora(config: Any, engine: dict[str, Any], model: dict[str, Any], path: str, dropped: list[str]) -> None:
+    """Ray Serve LLM finds adapters by listing a bucket at request time; a fleet names each adapter. The
+    per-replica bound carries over; the bucket is reported so its adapters can be listed by hand."""
+    if not isinstance(config, dict):
+        return
+    per_replica = config.get("max_num_adapters_per_replica", engine.get("max_loras"))
+    if isinstance(per_replica, int):
+        model["maxAdaptersPerReplica"] = per_replica
+    if config.get("dynamic_lora_loading_path"):
+        dropped.append(
+            f"{path}.lora_config.dynamic_lora_loading_path {config['dynamic_lora_loading_path']!r} (list "
+            "each adapter under models[].adapters with the folder or Hugging Face repo it is loaded from)"
+        )
+    _report_extra(
+        config,
+        {"max_num_adapters_per_replica", "dynamic_lora_loading_path"},
+        f"{path}.lora_config",
+        dropped,
+    )
 
 
 def import_serve_config(config: dict[str, Any], *, name: str, namespace: str = "default") -> Migration:

@@ -13,6 +13,8 @@ from typing import Any
 
 from modelfleet.api.problems import Problem
 from modelfleet.api.v1alpha1 import (
+    AliasStatus,
+    AliasTargetStatus,
     Condition,
     FleetPhase,
     ModelFleetStatus,
@@ -56,6 +58,29 @@ def clean_message(text: str) -> str:
 def _model_names(fleet: Mapping[str, Any]) -> list[str]:
     models = (fleet.get("spec") or {}).get("models") or []
     return [str(m.get("name")) for m in models if isinstance(m, Mapping) and m.get("name")]
+
+
+def _alias_statuses(fleet: Mapping[str, Any], models: Sequence[ModelStatus]) -> list[AliasStatus]:
+    """Each alias's targets with the state of the model serving them (an adapter's: its model's). Read from
+    the raw spec, which may be invalid: anything malformed is skipped, a target nothing serves is Unknown."""
+    spec = fleet.get("spec") or {}
+    state: dict[str, ModelState] = {m.name: m.state for m in models}
+    for model in spec.get("models") or []:
+        if isinstance(model, Mapping) and model.get("name") in state:
+            for adapter in model.get("adapters") or []:
+                if isinstance(adapter, Mapping) and isinstance(adapter.get("name"), str):
+                    state.setdefault(adapter["name"], state[model["name"]])
+    out = []
+    for alias in spec.get("aliases") or []:
+        if not isinstance(alias, Mapping) or not isinstance(alias.get("name"), str):
+            continue
+        targets = [
+            AliasTargetStatus(model=t["model"], weight=t["weight"], state=state.get(t["model"], "Unknown"))
+            for t in alias.get("targets") or []
+            if isinstance(t, Mapping) and isinstance(t.get("model"), str) and isinstance(t.get("weight"), int)
+        ]
+        out.append(AliasStatus(name=alias["name"], targets=targets))
+    return out
 
 
 def _app_statuses(rayservice: Mapping[str, Any] | None) -> dict[str, Mapping[str, Any]]:
@@ -235,6 +260,7 @@ def fleet_status(
         message=message,
         observed_generation=generation,
         models=models,
+        aliases=_alias_statuses(fleet, models),
         conditions=conditions,
     )
 

@@ -19,7 +19,7 @@ def test_import_carries_gpu_share_cpus_autoscaling_and_engine_args() -> None:
     migration = import_serve_config(yamlio.load_file(SOURCE)[0], name="imported", namespace="llm")
     fleet, problems = validate_fleet(migration.fleet)
     assert problems == [] and fleet is not None
-    qwen, smol = fleet.spec.models
+    qwen, smol, _ = fleet.spec.models
     assert (qwen.name, qwen.source, qwen.gpus, qwen.cpus) == (
         "qwen-0-5b",
         "Qwen/Qwen2.5-0.5B-Instruct",
@@ -38,7 +38,20 @@ def test_import_reports_every_field_it_could_not_carry() -> None:
     dropped = "\n".join(migration.dropped)
     assert "applications[0].args.llm_configs[0].runtime_env" in dropped
     assert "applications[0].args.llm_configs[0].accelerator_type" in dropped
-    assert "applications[0].args.llm_configs[2] (a file reference" in dropped
+    assert "applications[0].args.llm_configs[3] (a file reference" in dropped
+
+
+def test_import_carries_the_adapter_bound_and_the_router_and_names_the_bucket() -> None:
+    migration = import_serve_config(yamlio.load_file(SOURCE)[0], name="imported")
+    fleet, problems = validate_fleet(migration.fleet)
+    assert problems == [] and fleet is not None
+    llama = fleet.spec.models[2]
+    assert (llama.routing, llama.max_adapters_per_replica) == ("prefixAware", 4)
+    assert llama.engine_args == {"max_lora_rank": 32}  # enable_lora and max_loras are the fleet's to set
+    # Ray Serve LLM lists a bucket's adapters at request time; a fleet names each one, so the user is told.
+    dropped = "\n".join(migration.dropped)
+    assert "llm_configs[2].lora_config.dynamic_lora_loading_path 's3://acme-adapters/llama'" in dropped
+    assert "models[].adapters" in dropped
 
 
 def test_import_command_prints_a_fleet_and_the_losses() -> None:

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import inspect
 
+from ray.llm._internal.serve.core.configs.llm_config import DiskMultiplexConfig
 from ray.llm._internal.serve.core.ingress import ingress
+from ray.llm._internal.serve.core.ingress.router import LLMRouter
 from ray.llm._internal.serve.core.ingress.utils import _apply_openai_json_format
 from ray.serve.llm import LLMServer
 
+from serving_app.adapters import AdapterLoader
+from serving_app.app import FleetLLMRouter
 from serving_app.ingress import FleetIngress
 
 
@@ -36,3 +40,36 @@ def test_a_string_chunk_is_streamed_as_is() -> None:
 
 def test_the_model_server_builds_its_own_asgi_app_in_direct_streaming() -> None:
     assert inspect.iscoroutinefunction(LLMServer.__serve_build_asgi_app__)
+
+
+def test_the_ingress_routes_an_adapter_through_the_handle_method_fleet_ingress_overrides() -> None:
+    # An adapter's request gets its model's handle with the adapter as multiplexed model id.
+    base = ingress.OpenAiIngress
+    assert "self._get_configured_serve_handle(" in inspect.getsource(base._get_response)
+    init = inspect.getsource(base.__init__)
+    assert "self._configured_serve_handles" in init and "self._default_serve_handles" in init
+    assert "_get_configured_serve_handle" in vars(FleetIngress)
+
+
+def test_the_model_server_loads_adapters_through_the_loader_hook_fleet_llm_server_fills() -> None:
+    assert "model_downloader" in inspect.signature(LLMServer.__init__).parameters
+    loader = inspect.getsource(LLMServer._init_multiplex_loader)
+    assert "download_timeout_s=" in loader and "max_tries=" in loader
+    assert ".load_model_from_config(" in loader and "lora_model_id=" in loader and "llm_config=" in loader
+    assert set(inspect.signature(AdapterLoader.load_model_from_config).parameters) >= {
+        "lora_model_id",
+        "llm_config",
+    }
+    assert {"model_id", "local_path", "max_total_tokens", "lora_assigned_int_id"} <= set(
+        DiskMultiplexConfig.model_fields
+    )
+    # High-throughput mode: a request resolves its adapter in this middleware before vLLM's app sees it.
+    assert "_ResolveLoRAMiddleware" in inspect.getsource(LLMServer.__serve_build_asgi_app__)
+
+
+def test_the_request_router_asks_the_method_fleet_llm_router_overrides() -> None:
+    router = LLMRouter.__bases__[0]  # the class @serve.ingress wrapped
+    assert router.__name__ == "LLMRouter"
+    assert "self._get_multiplexed_model_id(" in inspect.getsource(router.route)
+    assert {"server", "llm_config", "base_model_id"} <= set(inspect.signature(router.__init__).parameters)
+    assert "_get_multiplexed_model_id" in vars(FleetLLMRouter)

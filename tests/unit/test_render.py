@@ -171,3 +171,50 @@ def test_workers_give_up_a_lost_head_soon() -> None:
         assert int(env["RAY_gcs_rpc_server_reconnect_timeout_s"]) <= 30
     head_env = config["headGroupSpec"]["template"]["spec"]["containers"][0]["env"]
     assert "RAY_gcs_rpc_server_reconnect_timeout_s" not in {e["name"] for e in head_env}
+
+
+def _variants(change: Any = None) -> dict[str, Any]:
+    doc = document(HERE / "cases" / "adapters-and-aliases.yaml")
+    if change is not None:
+        change(doc["spec"])
+    return render(ModelFleet.model_validate(doc))
+
+
+def _router_args(rayservice: dict[str, Any]) -> dict[str, Any]:
+    config = yaml.safe_load(rayservice["spec"]["serveConfigV2"])
+    return next(a["args"] for a in config["applications"] if a["name"] == "fleet")
+
+
+def test_changing_an_alias_weight_changes_only_the_router_args() -> None:
+    """New weights are an in-place Serve update of the router application: the Ray cluster, the model
+    applications (their replicas and loaded adapters) stay as they are."""
+    before = _variants()
+    after = _variants(lambda spec: spec["aliases"][0]["targets"][1].update(weight=50))
+    assert after["spec"]["rayClusterConfig"] == before["spec"]["rayClusterConfig"]
+    apps_before = yaml.safe_load(before["spec"]["serveConfigV2"])["applications"]
+    apps_after = yaml.safe_load(after["spec"]["serveConfigV2"])["applications"]
+    changed = [a["name"] for a, b in zip(apps_before, apps_after, strict=True) if a != b]
+    assert changed == ["fleet"]
+    assert _router_args(after)["aliases"]["chat"] == [
+        {"model": "chat-v1", "weight": 90},
+        {"model": "chat-v2", "weight": 50},
+    ]
+
+
+def test_adapters_and_prefix_routing_turn_on_what_they_need() -> None:
+    rayservice = _variants()
+    config = yaml.safe_load(rayservice["spec"]["serveConfigV2"])
+    v1 = next(a["args"] for a in config["applications"] if a["name"] == "chat-v1")
+    assert v1["adapters"] == {
+        "sql-writer": "acme/qwen-sql-lora",
+        "support-bot": "/models/adapters/support-bot",
+    }
+    assert (v1["routing"], v1["max_adapters_per_replica"]) == ("prefix_aware", 2)
+    assert _router_args(rayservice)["adapters"] == {"sql-writer": "chat-v1", "support-bot": "chat-v1"}
+    head = rayservice["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in head["env"]}
+    # HAProxy shows the request router the body (it reads `model` and the prompt) only where a fleet needs it.
+    assert env["RAY_SERVE_INGRESS_REQUEST_ROUTER_FORWARD_BODY"] == "1"
+    plain = render(ModelFleet.model_validate(document(HERE / "cases" / "high-throughput.yaml")))
+    plain_head = plain["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]["containers"][0]
+    assert "RAY_SERVE_INGRESS_REQUEST_ROUTER_FORWARD_BODY" not in {e["name"] for e in plain_head["env"]}

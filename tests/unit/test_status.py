@@ -169,3 +169,36 @@ def test_transition_times_survive_unchanged_status() -> None:
 def test_clean_message_shortens() -> None:
     assert len(clean_message("x" * 1000)) == 300
     assert clean_message("\x1b[31mred\x1b[0m   text\n more") == "red text more"
+
+
+def test_an_alias_shows_its_targets_with_the_state_of_what_serves_them() -> None:
+    fleet = {
+        "metadata": FLEET["metadata"],
+        "spec": {
+            "models": [{"name": "a", "adapters": [{"name": "a-ft", "source": "/x"}]}, {"name": "b"}],
+            "aliases": [
+                {
+                    "name": "chat",
+                    "targets": [
+                        {"model": "a-ft", "weight": 9},
+                        {"model": "b", "weight": 1},
+                        {"model": "gone", "weight": 1},
+                    ],
+                },
+                {"name": 7},  # malformed (an invalid fleet): skipped, not a crash
+            ],
+        },
+    }
+    status = fleet_status(fleet, rayservice({"a": app("RUNNING"), "b": app("DEPLOY_FAILED", "x")}), now="t")
+    [alias] = status.aliases
+    assert alias.name == "chat"
+    assert [(t.model, t.weight, t.state) for t in alias.targets] == [
+        ("a-ft", 9, "Ready"),  # an adapter is as ready as its model
+        ("b", 1, "Failed"),
+        ("gone", 1, "Unknown"),
+    ]
+    assert status_document(status)["aliases"][0]["targets"][0] == {
+        "model": "a-ft",
+        "weight": 9,
+        "state": "Ready",
+    }

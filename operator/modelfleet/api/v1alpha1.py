@@ -610,6 +610,25 @@ class ModelStatus(ApiModel):
     message: str = Field(default="", description="Why the model is in this state, when not Ready.")
 
 
+class AliasTargetStatus(ApiModel):
+    """One target of an alias and the state of the model that serves it."""
+
+    model: str = Field(description="The target model or adapter.")
+    weight: int = Field(description="Its weight.")
+    state: Literal["Pending", "Deploying", "Ready", "ScaledToZero", "Unhealthy", "Failed", "Unknown"] = Field(
+        description="State of the model serving it (for an adapter: its model's); Unknown if none does."
+    )
+
+
+class AliasStatus(ApiModel):
+    """Observed state of one alias."""
+
+    name: str = Field(description="Alias name.")
+    targets: list[AliasTargetStatus] = Field(
+        default_factory=list, description="Its targets and their states."
+    )
+
+
 class ModelFleetStatus(ApiModel):
     """Observed state, written by the operator."""
 
@@ -622,6 +641,9 @@ class ModelFleetStatus(ApiModel):
     message: str = Field(default="", description="One-line summary of what needs attention.")
     observed_generation: int | None = Field(default=None, description="Last fleet generation acted on.")
     models: list[ModelStatus] = Field(default_factory=list, description="Per-model state.")
+    aliases: list[AliasStatus] = Field(
+        default_factory=list, description="Per-alias targets, weights and the state of what serves them."
+    )
     conditions: list[Condition] = Field(
         default_factory=list, description="Ready, SpecValid, RayServiceReady, Upgrading."
     )
