@@ -19,7 +19,7 @@ import logging
 from collections.abc import AsyncGenerator
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, HTTPException
 from fastapi.exceptions import RequestValidationError
 from ray import serve
 from ray.exceptions import ActorUnavailableError, RayActorError
@@ -130,6 +130,9 @@ class FleetIngress(OpenAiIngress):
             async for response in super()._get_response(**kwargs):
                 started = True
                 yield response
+        except HTTPException as exc:  # the model's server refused (e.g. an adapter that cannot load)
+            kind = "server_error" if exc.status_code >= 500 else "invalid_request_error"
+            raise FleetHTTPError(exc.status_code, str(exc.detail), type=kind) from exc
         except BackPressureError as exc:
             raise _unavailable(
                 f"The model is overloaded (its queue is full), retry in {RETRY_AFTER_S}s."

@@ -19,7 +19,8 @@ import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, TypeVar
 
-from fastapi import FastAPI
+from fastapi import FastAPI, HTTPException
+from ray import serve
 from ray.serve.llm import LLMServer
 from starlette.responses import Response
 
@@ -172,6 +173,23 @@ class FleetLLMServer(LLMServer):
             app, self._front_door, endpoint="prefix", model=model, known_models=[model, *self._adapters]
         )
         return app
+
+    async def _maybe_resolve_lora_from_multiplex(self) -> None:
+        """Loads the request's adapter (if any) on this replica. An adapter that cannot be loaded fails its
+        own request with one line naming it and its source; the replica, the model and its other adapters
+        keep serving. (Ray Serve LLM would answer with the loader's or vLLM's traceback.)"""
+        try:
+            await super()._maybe_resolve_lora_from_multiplex()
+        except HTTPException:
+            raise
+        except Exception as exc:
+            adapter = serve.get_multiplexed_model_id()
+            source = self._adapters.get(adapter, "")
+            reason = one_line(exc)
+            where = "" if source in reason else f" from '{source}'"
+            raise HTTPException(
+                500, f"The adapter '{adapter}' could not be loaded{where}: {reason}"
+            ) from None
 
     def _batch_output_stream(self, generator: AsyncIterator[T]) -> AsyncGenerator[list[T], None]:
         return coalesce(generator)

@@ -30,19 +30,29 @@ from tests.support.operator_process import OperatorProcess
 
 API_KEY = "e2e-key-7c1d"
 ALWAYS_ON, SLEEPY = "alpha", "beta"
+# alpha's LoRA adapter, and an alias over alpha and it (weights edited in place by the tests).
+ADAPTER, CANARY = "alpha-poet", "canary"
 # Control plane, head and worker pods, two engines (one loads) on 2 shared cores.
 READY_TIMEOUT_S = 600
 
 
-def fleet_document(name: str, source: Path) -> dict[str, Any]:
+def fleet_document(name: str, source: Path, adapter: Path) -> dict[str, Any]:
+    alpha = cpu_model(ALWAYS_ON, str(source), min_replicas=1)
+    alpha["adapters"] = [{"name": ADAPTER, "source": str(adapter)}]
     return {
         "apiVersion": "modelfleet.dev/v1alpha1",
         "kind": "ModelFleet",
         "metadata": {"name": name},
         "spec": {
             "models": [
-                cpu_model(ALWAYS_ON, str(source), min_replicas=1),
+                alpha,
                 cpu_model(SLEEPY, str(source), min_replicas=0),
+            ],
+            "aliases": [
+                {
+                    "name": CANARY,
+                    "targets": [{"model": ALWAYS_ON, "weight": 1}, {"model": ADAPTER, "weight": 1}],
+                }
             ],
             # One worker: min = max, so no autoscaler sidecar (which the pod runner does not run).
             "workers": [
@@ -175,6 +185,13 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def tiny_adapter(tiny_model: Path) -> Path:
+    from modelfleet.tinymodel import build_tiny_adapter
+
+    return build_tiny_adapter(tiny_model, tiny_model.parent / ADAPTER, seed=1)
+
+
+@pytest.fixture(scope="module")
 def operator(
     plane: ControlPlane, kube: Kube, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
@@ -192,5 +209,5 @@ def operator(
 
 
 @pytest.fixture(scope="module")
-def fleet(kube: Kube, tiny_model: Path, operator: OperatorProcess) -> Fleet:
-    return Fleet(kube, "e2e", fleet_document("e2e", tiny_model), operator)
+def fleet(kube: Kube, tiny_model: Path, tiny_adapter: Path, operator: OperatorProcess) -> Fleet:
+    return Fleet(kube, "e2e", fleet_document("e2e", tiny_model, tiny_adapter), operator)

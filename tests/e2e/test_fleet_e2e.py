@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from tests.cluster.podrunner import POD_MARKER, pod_processes
-from tests.e2e.conftest import ALWAYS_ON, READY_TIMEOUT_S, SLEEPY, Fleet
+from tests.e2e.conftest import ADAPTER, ALWAYS_ON, CANARY, READY_TIMEOUT_S, SLEEPY, Fleet
 from tests.e2e.truth import TruthSampler
 from tests.kube.conftest import wait_for
 
@@ -115,12 +115,29 @@ def test_apply_to_ready_and_serving(fleet: Fleet) -> None:
     assert len(chunks) >= 2 and any(c.choices and c.choices[0].delta.content for c in chunks)
     completion = prefixed.completions.create(model=ALWAYS_ON, prompt="Once upon", max_tokens=8, temperature=0)
     assert completion.choices[0].text
-    assert {m.id for m in unified.models.list().data} >= {ALWAYS_ON, SLEEPY}
+    assert {m.id for m in unified.models.list().data} >= {ALWAYS_ON, SLEEPY, ADAPTER, CANARY}
+    # The adapter by name on both endpoints, and the alias answered by one of its targets.
+    for client in (unified, prefixed):
+        tuned = client.chat.completions.create(
+            model=ADAPTER, messages=[{"role": "user", "content": "Hello"}], max_tokens=8, temperature=0
+        )
+        assert tuned.model == ADAPTER and tuned.choices[0].message.content != chat.choices[0].message.content
+    assert prefixed.models.retrieve(ADAPTER).model_dump()["parent"] == ALWAYS_ON
+    split = {
+        unified.chat.completions.create(
+            model=CANARY, messages=[{"role": "user", "content": "Hi"}], max_tokens=1
+        ).model
+        for _ in range(12)
+    }
+    assert split == {ALWAYS_ON, ADAPTER}, split  # 1:1, both seen in 12 (p of not: 1/2048)
+    [alias] = fleet.get()["status"]["aliases"]
+    assert [(t["model"], t["state"]) for t in alias["targets"]] == [(ALWAYS_ON, "Ready"), (ADAPTER, "Ready")]
 
 
 def test_editing_one_model_applies_in_place_and_the_other_keeps_answering(fleet: Fleet) -> None:
-    """beta (asleep) gets a smaller context; KubeRay PUTs the new serveConfigV2 to the same cluster while
-    alpha takes requests back to back. The next test wakes beta and meets the new limit."""
+    """beta (asleep) gets a smaller context and the alias new weights; KubeRay PUTs the new serveConfigV2 to
+    the same cluster while alpha takes requests back to back. The next test wakes beta and meets the new
+    limit."""
     wait_for(
         lambda: fleet.model_states().get(SLEEPY) == "ScaledToZero",
         timeout=120,
@@ -129,6 +146,7 @@ def test_editing_one_model_applies_in_place_and_the_other_keeps_answering(fleet:
     cluster, pods = fleet.active_cluster(), {p["metadata"]["uid"] for p in fleet.pods()}
     edited = json.loads(json.dumps(fleet.document))
     edited["spec"]["models"][1]["engineArgs"]["max_model_len"] = SMALLER_CONTEXT
+    edited["spec"]["aliases"][0]["targets"][1]["weight"] = 1000  # the adapter takes ~all of the alias
     started = time.monotonic()
     with Load(fleet, ALWAYS_ON) as load:
         fleet.apply(edited)
@@ -150,6 +168,10 @@ def test_editing_one_model_applies_in_place_and_the_other_keeps_answering(fleet:
     figure("requests failed on the other model during the update", len(load.failed))
     assert fleet.active_cluster() == cluster, "a serve-config change must not make a new Ray cluster"
     assert {p["metadata"]["uid"] for p in fleet.pods()} == pods, "no pod was replaced"
+    canary = fleet.client().chat.completions.create(
+        model=CANARY, messages=[{"role": "user", "content": "Hi"}], max_tokens=1, user="someone"
+    )
+    assert canary.model == ADAPTER  # 1000:1 (p of alpha: 1/1001)
     fleet.document = edited
 
 

@@ -18,6 +18,7 @@ import openai
 
 from modelfleet.api.v1alpha1 import ModelFleetStatus
 from modelfleet.local import LocalFleet
+from serving_app.server import server_deployment_name
 
 # Random per run, so a leak scan can look for any piece of a key (tests/serving/test_front_door.py).
 API_KEY = f"sk-{secrets.token_hex(16)}"
@@ -29,6 +30,8 @@ LIMITS = {"maxRequestBytes": 65536, "maxTokens": 200, "maxN": 2, "bodyTimeoutSec
 ALWAYS_ON, SLEEPY, BROKEN, PREFIX_ROUTED = "alpha", "beta", "broken", "gamma"
 # alpha's LoRA adapters (random, built by the session's fixture) and the alias over alpha and one of them.
 ADAPTERS = ("alpha-poet", "alpha-coder")
+# Listed in the fleet, its folder missing: a request for it fails alone, the replica keeps serving.
+MISSING_ADAPTER, MISSING_ADAPTER_SOURCE = "alpha-lost", "/nonexistent/adapter"
 CANARY = "canary"
 CANARY_WEIGHTS = {ALWAYS_ON: 3, ADAPTERS[0]: 1}
 ENGINE_ARGS = {"enforce_eager": True, "max_model_len": 256, "kv_cache_memory_bytes": 268435456}
@@ -62,7 +65,9 @@ def fleet_document(
     model_dir: Path, adapter_dirs: dict[str, Path], *, high_throughput: bool = False
 ) -> dict[str, Any]:
     alpha = cpu_model(ALWAYS_ON, str(model_dir), min_replicas=1)
-    alpha["adapters"] = [{"name": name, "source": str(adapter_dirs[name])} for name in ADAPTERS]
+    alpha["adapters"] = [{"name": name, "source": str(adapter_dirs[name])} for name in ADAPTERS] + [
+        {"name": MISSING_ADAPTER, "source": MISSING_ADAPTER_SOURCE}
+    ]
     alpha["maxAdaptersPerReplica"] = len(ADAPTERS)
     gamma = cpu_model(PREFIX_ROUTED, str(model_dir), min_replicas=2)
     # Two replicas in half a CPU each, so the fleet still fits the test's 4 logical CPUs.
@@ -128,6 +133,11 @@ class Fleet:
 
     def status(self) -> ModelFleetStatus:
         return self.local.status()
+
+    def server_replicas(self, model: str = ALWAYS_ON) -> list[dict[str, Any]]:
+        """The RUNNING replicas of a model's server, as Serve describes them (pid, replica_id, ...)."""
+        deployment = self.applications()[model]["deployments"][server_deployment_name(model)]
+        return [r for r in deployment["replicas"] if r["state"] == "RUNNING"]
 
     def replicas(self, app: str, deployment: str) -> tuple[int, int]:
         """(target replicas, RUNNING replicas) Serve reports for a deployment."""

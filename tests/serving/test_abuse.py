@@ -45,14 +45,9 @@ def stream_once(client: httpx.Client, url: str) -> Outcome:
     return Outcome(reply.status_code, status_s, reply.headers.get("retry-after"), text)
 
 
-def server_replicas(fleet: Fleet) -> list[dict[str, object]]:
-    deployment = fleet.applications()[ALWAYS_ON]["deployments"][server_deployment_name(ALWAYS_ON)]
-    return [r for r in deployment["replicas"] if r["state"] == "RUNNING"]
-
-
 @pytest.mark.parametrize("prefix", PREFIXES, ids=["unified", "prefix"])
 def test_overload_gets_quick_503s_with_retry_after_and_the_rest_succeed(fleet: Fleet, prefix: str) -> None:
-    before = [r["pid"] for r in server_replicas(fleet)]
+    before = [r["pid"] for r in fleet.server_replicas()]
     sent = CAPACITY + 40
     url = f"{fleet.url}{prefix}/v1/chat/completions"
     limits = httpx.Limits(max_connections=sent, max_keepalive_connections=sent)
@@ -81,13 +76,13 @@ def test_overload_gets_quick_503s_with_retry_after_and_the_rest_succeed(fleet: F
     assert slowest_refusal < 5.0
     for outcome in served:  # every accepted stream ran to its end
         assert outcome.body.rstrip().endswith("data: [DONE]"), outcome.body[-300:]
-    assert [r["pid"] for r in server_replicas(fleet)] == before, "the overload must not restart the replica"
+    assert [r["pid"] for r in fleet.server_replicas()] == before, "the overload must not restart the replica"
     reply = fleet.client(prefix).chat.completions.create(model=ALWAYS_ON, messages=HELLO, max_tokens=4)
     assert reply.choices[0].finish_reason in ("length", "stop")
 
 
 def test_a_replica_killed_mid_stream_ends_its_streams_with_an_error_and_comes_back(fleet: Fleet) -> None:
-    (replica,) = server_replicas(fleet)
+    (replica,) = fleet.server_replicas()
     pid = int(str(replica["pid"]))
     engines = {p.pid for p in psutil.Process(pid).children(recursive=True)}
     client = fleet.client(api_key=API_KEY).with_options(timeout=60)
@@ -135,7 +130,7 @@ def test_a_replica_killed_mid_stream_ends_its_streams_with_an_error_and_comes_ba
     print(f"alpha's states after the kill: {seen}, Ready again after {time.monotonic() - killed:.0f} s")
     assert seen[-1] == "Ready" and set(seen[:-1]) - {"Ready"} <= {"Deploying", "Unhealthy"}, seen
     assert set(seen) - {"Ready"}, seen
-    (new,) = server_replicas(fleet)
+    (new,) = fleet.server_replicas()
     assert new["pid"] != pid
     reply = client.chat.completions.create(model=ALWAYS_ON, messages=HELLO, max_tokens=4)
     assert reply.choices[0].finish_reason in ("length", "stop")

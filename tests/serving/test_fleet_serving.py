@@ -16,7 +16,7 @@ from openai.types.chat import ChatCompletionMessageParam
 
 from modelfleet.localray import wait_for
 from serving_app.server import server_deployment_name
-from tests.serving.fleetspec import ADAPTERS, ALWAYS_ON, API_KEY, BROKEN, SLEEPY, Fleet
+from tests.serving.fleetspec import ADAPTERS, ALWAYS_ON, API_KEY, BROKEN, MISSING_ADAPTER, SLEEPY, Fleet
 
 pytestmark = pytest.mark.serving
 CHAT: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Say hello"}]
@@ -84,7 +84,8 @@ def test_models_lists_the_fleet(fleet: Fleet) -> None:
 
 def test_model_prefix_serves_only_its_model(fleet: Fleet) -> None:
     ids = [m.id for m in fleet.client(f"/{ALWAYS_ON}").models.list()]
-    assert ids == [ALWAYS_ON, *sorted(ADAPTERS)]  # a model's adapters are served under its prefix
+    # A model's adapters are served under its prefix.
+    assert ids == [ALWAYS_ON, *sorted([*ADAPTERS, MISSING_ADAPTER])]
 
 
 def test_infer(fleet: Fleet) -> None:

@@ -22,6 +22,8 @@ from tests.serving.fleetspec import (
     ALWAYS_ON,
     CANARY,
     CANARY_WEIGHTS,
+    MISSING_ADAPTER,
+    MISSING_ADAPTER_SOURCE,
     PREFIX_ROUTED,
     Fleet,
 )
@@ -66,8 +68,23 @@ def test_an_unknown_adapter_is_404_listing_what_exists(fleet: Fleet, prefix: str
         fleet.client(prefix).chat.completions.create(model="alpha-nope", messages=PROMPT, max_tokens=2)
     message = str(err.value)
     assert "alpha-nope" in message
-    for known in (ALWAYS_ON, *ADAPTERS):
+    for known in (ALWAYS_ON, *ADAPTERS, MISSING_ADAPTER):
         assert known in message, message
+
+
+@pytest.mark.parametrize("prefix", ["", f"/{ALWAYS_ON}"], ids=["unified", "model-prefix"])
+def test_an_adapter_that_cannot_load_fails_alone_naming_its_source(fleet: Fleet, prefix: str) -> None:
+    replica = [r["pid"] for r in fleet.server_replicas()]
+    client = fleet.client(prefix)
+    with pytest.raises(openai.InternalServerError) as err:
+        client.chat.completions.create(model=MISSING_ADAPTER, messages=PROMPT, max_tokens=2)
+    message = str(err.value)
+    assert MISSING_ADAPTER in message and MISSING_ADAPTER_SOURCE in message, message
+    assert "Traceback" not in message and len(message) < 1000, message
+    # The model and its other adapters keep answering, from the same replica.
+    assert _reply(client, ADAPTERS[0])[0] == ADAPTERS[0]
+    assert _reply(client, ALWAYS_ON)[0] == ALWAYS_ON
+    assert [r["pid"] for r in fleet.server_replicas()] == replica
 
 
 def test_models_lists_adapters_with_their_model_and_the_alias_with_its_targets(fleet: Fleet) -> None:

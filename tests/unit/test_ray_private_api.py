@@ -12,11 +12,13 @@ from ray.llm._internal.serve.core.configs.llm_config import DiskMultiplexConfig
 from ray.llm._internal.serve.core.ingress import ingress
 from ray.llm._internal.serve.core.ingress.router import LLMRouter
 from ray.llm._internal.serve.core.ingress.utils import _apply_openai_json_format
+from ray.llm._internal.serve.core.server import llm_server
 from ray.serve.llm import LLMServer
 
 from serving_app.adapters import AdapterLoader
 from serving_app.app import FleetLLMRouter
 from serving_app.ingress import FleetIngress
+from serving_app.server import FleetLLMServer
 
 
 def test_the_ingress_calls_the_methods_fleet_ingress_overrides() -> None:
@@ -63,8 +65,13 @@ def test_the_model_server_loads_adapters_through_the_loader_hook_fleet_llm_serve
     assert {"model_id", "local_path", "max_total_tokens", "lora_assigned_int_id"} <= set(
         DiskMultiplexConfig.model_fields
     )
-    # High-throughput mode: a request resolves its adapter in this middleware before vLLM's app sees it.
+    # High-throughput mode: a request resolves its adapter in this middleware before vLLM's app sees it;
+    # on both paths through the method FleetLLMServer overrides to make a failed load one clean line.
     assert "_ResolveLoRAMiddleware" in inspect.getsource(LLMServer.__serve_build_asgi_app__)
+    assert "self._maybe_resolve_lora_from_multiplex()" in inspect.getsource(LLMServer._run_request)
+    middleware = inspect.getsource(llm_server._ResolveLoRAMiddleware)
+    assert "_maybe_resolve_lora_from_multiplex()" in middleware and "except HTTPException" in middleware
+    assert "_maybe_resolve_lora_from_multiplex" in vars(FleetLLMServer)
 
 
 def test_the_request_router_asks_the_method_fleet_llm_router_overrides() -> None:
