@@ -173,9 +173,29 @@ def operator(body: dict[str, Any], emulator: dict[str, Any] | None = None) -> st
     )
 
 
+def prefix(body: dict[str, Any]) -> str:
+    """Prefix-aware vs power-of-two routing on the same shared-prefix load."""
+    rows = [
+        [
+            r["routing"],
+            r["endpoint"],
+            r["requests_per_s"],
+            r["ttft_p50_ms"],
+            r["ttft_p99_ms"],
+            r["prefix_cache_hit_rate"],
+            r["errors"],
+        ]
+        for r in body["rows"]
+    ]
+    return _table(
+        ["routing", "endpoint", "req/s", "TTFT p50 ms", "TTFT p99 ms", "prefix-cache hit rate", "errors"],
+        rows,
+    )
+
+
 def render_all(results_dir: Path = RESULTS_DIR) -> str:
     parts = []
-    for part, render in (("serving", serving), ("wake", wake)):
+    for part, render in (("serving", serving), ("wake", wake), ("prefix", prefix)):
         if (results_dir / f"{part}.json").exists():
             parts.append(f"## {part}\n\n{render(results.read(part, results_dir))}\n")
     if (results_dir / "operator.json").exists():
