@@ -24,6 +24,8 @@ from bench.load import chat_body, run_cell
 
 ROUTINGS = ("powerOfTwo", "prefixAware")
 DOCUMENTS = 48
+# ~3.4 tiny-tokenizer tokens a word: ~370-token prefixes, in the 512-token context with the question.
+WORDS_PER_DOCUMENT = 105
 CONCURRENCY = 8
 CELL_DURATION_S = 20.0
 # Long prompts need the tiny model's whole context; a small KV cache (1 KiB per token for the tiny model in
@@ -66,7 +68,10 @@ _WORDS = [
 
 def _documents(seed: int = 7) -> list[str]:
     rng = random.Random(seed)
-    return [f"Document {i}: " + " ".join(rng.choice(_WORDS) for _ in range(260)) for i in range(DOCUMENTS)]
+    return [
+        f"Document {i}: " + " ".join(rng.choice(_WORDS) for _ in range(WORDS_PER_DOCUMENT))
+        for i in range(DOCUMENTS)
+    ]
 
 
 def _prefix_cache(metrics_url: str) -> tuple[float, float]:
@@ -142,7 +147,7 @@ def run(model_dir: Path, work_dir: Path, *, duration_s: float = CELL_DURATION_S)
                 _log(
                     f"{routing:<12} {endpoint.path:<12} {row['requests_per_s']:6.1f} req/s  TTFT p50 "
                     f"{row['ttft_p50_ms']} ms p99 {row['ttft_p99_ms']} ms  prefix-cache hits "
-                    f"{row['prefix_cache_hit_rate']}  errors {row['errors']}"
+                    f"{row['prefix_cache_hit_rate']}  errors {row['errors']} {row['error_examples'][:1]}"
                 )
                 rows.append(row)
     return {
