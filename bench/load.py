@@ -113,18 +113,22 @@ async def run_cell(
     concurrency: int,
     duration_s: float,
     bodies: Callable[[], dict[str, Any]] | None = None,
+    on_measure: Callable[[], object] | None = None,
 ) -> CellResult:
     """Warm up with one request per worker (not counted), then load for `duration_s`.
 
     Every request sends `chat_body(model)`, or a fresh `bodies()` when given (bench/prefix.py varies the
-    prompt). Workers stop starting requests at the deadline; the cell ends when the last one finishes, and
-    throughput divides by that whole time, so a slow tail is not hidden.
+    prompt). `on_measure` is called when the warm-up is over (bench/serving.py snapshots the server's CPU
+    time there). Workers stop starting requests at the deadline; the cell ends when the last one finishes,
+    and throughput divides by that whole time, so a slow tail is not hidden.
     """
     body = chat_body(model)
     next_body = bodies or (lambda: body)
     async with make_client(concurrency) as client:
         await asyncio.gather(*(stream_chat(client, url, next_body()) for _ in range(concurrency)))
         samples: list[Sample] = []
+        if on_measure is not None:
+            on_measure()
         started = time.perf_counter()
         deadline = started + duration_s
 

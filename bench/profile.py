@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import re
 import shutil
 import subprocess
 import time
@@ -19,64 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from bench import servers
+from bench.cpu import cpu_seconds, processes, role
 from bench.load import run_cell
 from bench.serving import only
 
 PY_SPY_RATE = 100
-
-
-def _role(cmdline: str, name: str) -> str:
-    """A short, stable name for a process of the serving stack."""
-    # A replica's title is `ray::SERVE_REPLICA::app#deployment#id` while idle and
-    # `ray::ServeReplica:app:deployment.method` while it runs a call.
-    match = re.search(r"ray::SERVE_REPLICA::[^#]+#([^#]+)#", cmdline) or re.search(
-        r"ray::ServeReplica:[^:]+:([^.\s]+)", cmdline
-    )
-    if match:
-        return f"replica {match.group(1)}"
-    for pattern, role in (
-        (r"ray::ProxyActor", "Serve proxy"),
-        (r"ray::ServeController", "Serve controller"),
-        (r"VLLM::EngineCore|EngineCore", "vLLM engine core"),
-        (r"VLLM::Worker", "vLLM worker"),
-        (r"vllm.entrypoints.openai.api_server", "vLLM API server"),
-        (r"haproxy", "HAProxy"),
-        (r"gcs_server", "Ray GCS"),
-        (r"raylet", "raylet"),
-        (r"dashboard", "Ray dashboard"),
-    ):
-        if re.search(pattern, cmdline) or re.search(pattern, name):
-            return role
-    return name or cmdline[:40]
-
-
-def _processes(anchor: str | int) -> list[Any]:
-    """Processes of one server: those whose command line names `anchor` (a Ray temp root) or the
-    tree under pid `anchor`, with their descendants."""
-    import psutil
-
-    found: dict[int, Any] = {}
-    if isinstance(anchor, int):
-        roots = [psutil.Process(anchor)]
-    else:
-        roots = [p for p in psutil.process_iter(["cmdline"]) if anchor in " ".join(p.info["cmdline"] or [])]
-    for proc in roots:
-        found[proc.pid] = proc
-        with contextlib.suppress(psutil.Error):
-            found.update({c.pid: c for c in proc.children(recursive=True)})
-    return list(found.values())
-
-
-def _cpu(procs: list[Any]) -> dict[int, tuple[str, float]]:
-    import psutil
-
-    out = {}
-    for proc in procs:
-        with contextlib.suppress(psutil.Error):
-            times = proc.cpu_times()
-            cmdline = " ".join(proc.cmdline())
-            out[proc.pid] = (_role(cmdline, proc.name()), times.user + times.system)
-    return out
 
 
 def _py_spy(pids: list[int], seconds: float, out_dir: Path) -> list[subprocess.Popen[bytes]]:
@@ -127,11 +73,11 @@ def run(
         report: dict[str, Any] = {"server": which, "concurrency": concurrency, "endpoints": {}}
         for endpoint in running.endpoints:
             asyncio.run(run_cell(endpoint.url, servers.MODEL, concurrency=concurrency, duration_s=2))
-            procs = _processes(anchor)
-            before = _cpu(procs)
+            procs = processes(anchor)
+            before = cpu_seconds(procs)
             spies = (
                 _py_spy(
-                    [p.pid for p in procs if _role(" ".join(p.cmdline()), p.name()) in _HOT],
+                    [p.pid for p in procs if role(" ".join(p.cmdline()), p.name()) in _HOT],
                     duration_s,
                     work_dir,
                 )
@@ -143,7 +89,7 @@ def run(
                 run_cell(endpoint.url, servers.MODEL, concurrency=concurrency, duration_s=duration_s)
             )
             wall = time.monotonic() - started
-            after = _cpu(procs)
+            after = cpu_seconds(procs)
             for spy in spies:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     spy.wait(timeout=60)

@@ -34,6 +34,8 @@ def serving(body: dict[str, Any]) -> str:
             "TTFT p99 ms",
             "lat. p50 ms",
             "lat. p99 ms",
+            "server CPU ms/req",
+            "server CPU µs/token",
             "requests",
             "errors",
         ],
@@ -47,6 +49,8 @@ def serving(body: dict[str, Any]) -> str:
                 r["ttft_p99_ms"],
                 r["latency_p50_ms"],
                 r["latency_p99_ms"],
+                r.get("server_cpu_ms_per_request"),
+                r.get("server_cpu_us_per_output_token"),
                 r["requests"],
                 r["errors"],
             ]
@@ -63,6 +67,8 @@ def serving(body: dict[str, Any]) -> str:
             "TTFT p50 - bare (ms)",
             "TTFT p50 - Ray Serve LLM (ms)",
             "TTFT p50 - Ray Serve LLM high-thr. (ms)",
+            "server CPU per request / bare",
+            "server CPU per request / Ray Serve LLM high-thr.",
         ],
         [
             [
@@ -74,6 +80,8 @@ def serving(body: dict[str, Any]) -> str:
                 r.get("ttft_p50_overhead_ms_vs_bare"),
                 r.get("ttft_p50_overhead_ms_vs_ray_serve_llm"),
                 r.get("ttft_p50_overhead_ms_vs_ray_serve_llm_ht"),
+                r.get("server_cpu_ms_per_request_vs_bare"),
+                r.get("server_cpu_ms_per_request_vs_ray_serve_llm_ht"),
             ]
             for r in body["ratios"]
         ],

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -17,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from bench import servers
-from bench.load import MAX_TOKENS, PROMPT, run_cell
+from bench.cpu import cpu_seconds, processes, server_cpu_s
+from bench.load import MAX_TOKENS, PROMPT, CellResult, run_cell
 from bench.stats import median
 from modelfleet import local
 
@@ -34,7 +36,13 @@ FLEETS = [
 SYSTEMS = [BARE, STOCK, STOCK_HT, *FLEETS]
 # What each ModelFleet row is compared with (the key names the ratio fields in serving.json).
 BASELINES = ((BARE, "bare"), (STOCK, "ray_serve_llm"), (STOCK_HT, "ray_serve_llm_ht"))
-RATIO_METRICS = ("requests_per_s", "output_tokens_per_s", "ttft_p50_ms", "latency_p50_ms")
+RATIO_METRICS = (
+    "requests_per_s",
+    "output_tokens_per_s",
+    "ttft_p50_ms",
+    "latency_p50_ms",
+    "server_cpu_ms_per_request",
+)
 
 
 Starter = Callable[[], contextlib.AbstractContextManager[Any]]
@@ -71,17 +79,26 @@ def run(
             with start() as running:
                 _log(f"round {round_no}: {running.name} up in {running.startup_s:.1f}s")
                 startups.append({"round": round_no, "server": running.name, "startup_s": running.startup_s})
+                anchor: str | int = running.extra.get("ray_root") or running.extra["pid"]
                 for endpoint in running.endpoints:
                     for concurrency in CONCURRENCY:
+                        snapshot: dict[int, tuple[str, float]] = {}
                         result = asyncio.run(
                             run_cell(
-                                endpoint.url, servers.MODEL, concurrency=concurrency, duration_s=duration_s
+                                endpoint.url,
+                                servers.MODEL,
+                                concurrency=concurrency,
+                                duration_s=duration_s,
+                                on_measure=functools.partial(_snapshot, snapshot, anchor),
                             )
                         )
                         summary = {
                             "round": round_no,
                             "system": endpoint.system,
                             **result.summary(),
+                            **_cpu_per_request(
+                                result, server_cpu_s(snapshot, cpu_seconds(processes(anchor)))
+                            ),
                             # Anything else on the box shows here: the cell is then suspect.
                             "loadavg_1m_after": round(os.getloadavg()[0], 2),
                         }
@@ -89,6 +106,7 @@ def run(
                         _log(
                             f"  {endpoint.system:32} c={concurrency:<3} "
                             f"{summary['requests_per_s']:7.2f} req/s ttft p50 {summary['ttft_p50_ms']} ms "
+                            f"server CPU {summary['server_cpu_ms_per_request']} ms/req "
                             f"errors {summary['errors']}"
                         )
     table = aggregate(cells)
@@ -110,6 +128,23 @@ def run(
     }
 
 
+def _snapshot(into: dict[int, tuple[str, float]], anchor: str | int) -> None:
+    into.update(cpu_seconds(processes(anchor)))
+
+
+def _cpu_per_request(result: CellResult, cpu_s: float) -> dict[str, Any]:
+    """The server's CPU time over the measured part of a cell, per request served and per output token:
+    the serving overhead as a ratio that does not depend on what else the box is doing (a busy box slows
+    requests down, it does not make each cost more CPU)."""
+    good = [s for s in result.samples if s.ok]
+    tokens = sum(s.output_tokens for s in good)
+    return {
+        "server_cpu_s": round(cpu_s, 3),
+        "server_cpu_ms_per_request": round(1000 * cpu_s / len(good), 3) if good else None,
+        "server_cpu_us_per_output_token": round(1e6 * cpu_s / tokens, 1) if tokens else None,
+    }
+
+
 def aggregate(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per (system, concurrency): the median over rounds of each metric, errors summed."""
     keys = sorted({(c["system"], c["concurrency"]) for c in cells}, key=lambda k: (_order(k[0]), k[1]))
@@ -124,8 +159,10 @@ def aggregate(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "ttft_p99_ms",
             "latency_p50_ms",
             "latency_p99_ms",
+            "server_cpu_ms_per_request",
+            "server_cpu_us_per_output_token",
         ):
-            values = [c[metric] for c in mine if c[metric] is not None]
+            values = [c[metric] for c in mine if c.get(metric) is not None]
             found = median(values)
             row[metric] = None if found is None else round(found, 2)
         row["requests"] = sum(c["requests"] for c in mine)
@@ -151,7 +188,7 @@ def ratios(table: list[dict[str, Any]]) -> list[dict[str, Any]]:
             for base_name, base_key in BASELINES:
                 base = by.get((base_name, concurrency))
                 for metric in RATIO_METRICS:
-                    if base and base[metric] and mine[metric] is not None:
+                    if base and base.get(metric) and mine.get(metric) is not None:
                         row[f"{metric}_vs_{base_key}"] = round(mine[metric] / base[metric], 3)
                 if base and base["ttft_p50_ms"] is not None and mine["ttft_p50_ms"] is not None:
                     row[f"ttft_p50_overhead_ms_vs_{base_key}"] = round(

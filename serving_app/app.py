@@ -15,7 +15,6 @@ from ray.llm._internal.serve.core.configs.openai_api_models import to_model_meta
 from ray.llm._internal.serve.core.ingress.builder import _build_direct_streaming_llm_deployment
 from ray.llm._internal.serve.core.ingress.router import LLMRouter
 from ray.serve import Application
-from ray.serve._private.constants import RAY_SERVE_INGRESS_REQUEST_ROUTER_FORWARD_BODY
 from ray.serve.llm import LLMConfig, build_llm_deployment
 
 from serving_app.args import ModelAppArgs, RouterAppArgs
@@ -57,41 +56,21 @@ def build_model_app(args: dict[str, Any]) -> Application:
     )
 
 
-class FleetLLMRouter(LLMRouter):
-    """Ray Serve LLM's ingress request router (HAProxy asks it which replica takes a request), told the
-    model's adapters by name: Ray's recognises only `<model>:<suffix>` ids."""
-
-    async def __init__(self, server: Any, *, adapters: list[str]) -> None:  # type: ignore[misc]
-        self._adapters = frozenset(adapters)
-        await super().__init__(server=server)
-
-    def _get_multiplexed_model_id(self, request_body: dict[str, Any] | None) -> str:
-        model = request_body.get("model") if isinstance(request_body, dict) else None
-        return model if isinstance(model, str) and model in self._adapters else ""
-
-
 def _direct_model_app(parsed: ModelAppArgs, llm_config: LLMConfig) -> Application:
-    """High-throughput mode: the model server is the application's ingress (see server.py), and a request
-    router picks its replica for HAProxy, the way `build_openai_app` does it. HAProxy shows the router the
-    request body (RAY_SERVE_INGRESS_REQUEST_ROUTER_FORWARD_BODY, set on every node in this mode) so that
-    adapters and prefix-aware routing work on this path too."""
-    if (
-        parsed.adapters or parsed.routing == "prefix_aware"
-    ) and not RAY_SERVE_INGRESS_REQUEST_ROUTER_FORWARD_BODY:
-        raise ValueError(
-            f"model {parsed.name!r}: adapters and prefixAware routing in high-throughput mode need "
-            "RAY_SERVE_INGRESS_REQUEST_ROUTER_FORWARD_BODY=1 on every Ray node: the operator sets it on the "
-            "cluster it rolls out; a local Ray head gets it when started (modelfleet down, then up)"
-        )
+    """High-throughput mode: the model server is the application's ingress (see server.py), and Ray Serve
+    LLM's request router picks its replica for HAProxy, the way `build_openai_app` does it. HAProxy does not
+    show the router the body (see modelfleet/render/cluster.py): the router balances load, the server loads
+    the adapter a request names, and prefix-aware routing applies on the fleet's endpoint only."""
     server = _build_direct_streaming_llm_deployment(
         llm_config,
         name_prefix=SERVER_DEPLOYMENT_PREFIX,
         bind_kwargs={"front_door": parsed.front_door, "adapters": parsed.adapters},
         deployment_cls=FleetLLMServer,
     )
-    # As Ray's builder: no CPU reservation (it sits beside the proxy), never the bottleneck.
-    router = serve.deployment(FleetLLMRouter, max_ongoing_requests=1000, ray_actor_options={"num_cpus": 0})
-    return server._with_ingress_request_router(router.bind(server=server, adapters=sorted(parsed.adapters)))
+    # As Ray's builder does, minus its LoRA check (which wants the body forwarded): no CPU reservation (the
+    # router sits beside the proxy), never the bottleneck.
+    router = serve.deployment(LLMRouter, max_ongoing_requests=1000, ray_actor_options={"num_cpus": 0})
+    return server._with_ingress_request_router(router.bind(server=server))
 
 
 def build_router_app(args: dict[str, Any]) -> Application:

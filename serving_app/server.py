@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, TypeVar
 
@@ -23,10 +24,11 @@ from fastapi import FastAPI, HTTPException
 from ray import serve
 from ray.serve.llm import LLMServer
 from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving_app.adapters import adapter_loader, model_card, unknown_model_message
 from serving_app.args import FrontDoorArgs
-from serving_app.errors import FleetHTTPError, ModelStartupError, handle_fleet_error, one_line
+from serving_app.errors import FleetHTTPError, ModelStartupError, error_response, handle_fleet_error, one_line
 from serving_app.frontdoor import add_front_door
 from serving_app.infer import InferRequest, chat_request, infer_reply
 
@@ -107,6 +109,43 @@ async def coalesce(
         task.cancel()
 
 
+class AdapterMiddleware:
+    """High-throughput mode: loads the adapter a request's body names before vLLM's app serves it. Sits inside
+    the front door, whose limits layer has read the whole body and hands it on in one message."""
+
+    def __init__(self, app: ASGIApp, *, server: FleetLLMServer) -> None:
+        self.app = app
+        self.server = server
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method") != "POST":
+            await self.app(scope, receive, send)
+            return
+        message = await receive()
+        try:
+            document = json.loads(message.get("body", b""))
+        except ValueError:
+            document = None
+        adapter = document.get("model") if isinstance(document, dict) else None
+        if isinstance(adapter, str) and adapter in self.server._adapters:
+            try:
+                await self.server.load_adapter(adapter)
+            except HTTPException as exc:
+                error = FleetHTTPError(exc.status_code, str(exc.detail), type="server_error", param="model")
+                await error_response(error)(scope, receive, send)
+                return
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return message
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
 class FleetLLMServer(LLMServer):
     # Serve awaits async constructors; LLMServer starts its engine in one.
     async def __init__(  # type: ignore[misc]
@@ -169,6 +208,11 @@ class FleetLLMServer(LLMServer):
         app.add_exception_handler(FleetHTTPError, handle_fleet_error)
         # Set in high-throughput mode only, where this server is its application's front door.
         assert self._front_door is not None, "direct streaming needs the front door's args"
+        # Inside the front door (after auth and limits): load the adapter the request names, since HAProxy
+        # routes without reading the body.
+        if self._adapters:
+            app.middleware_stack = None  # vLLM built its stack eagerly; Starlette rebuilds it lazily
+            app.add_middleware(AdapterMiddleware, server=self)
         add_front_door(
             app, self._front_door, endpoint="prefix", model=model, known_models=[model, *self._adapters]
         )

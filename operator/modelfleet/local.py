@@ -21,7 +21,7 @@ from modelfleet import yamlio
 from modelfleet.api.v1alpha1 import ModelFleet, ModelFleetStatus
 from modelfleet.api.validation import validate_fleet
 from modelfleet.localray import RayHead, start_head, stop_head, wait_for
-from modelfleet.render.cluster import high_throughput_env
+from modelfleet.render.cluster import HIGH_THROUGHPUT_ENV
 from modelfleet.render.serve_config import API_KEYS_DIR_ENV, serve_config
 from modelfleet.status import fleet_status
 
@@ -135,7 +135,7 @@ def _head_env(fleet: ModelFleet, *, high_throughput: bool, secrets_dir: str | No
     if directory is not None:
         env[API_KEYS_DIR_ENV] = str(directory)
     if high_throughput:
-        env.update(high_throughput_env(fleet.spec))
+        env.update(HIGH_THROUGHPUT_ENV)
     return env
 
 

@@ -143,6 +143,12 @@ def _served_per_replica(samples: Samples) -> Counter[str]:
 
 @pytest.mark.parametrize("prefix", ["", f"/{PREFIX_ROUTED}"], ids=["unified", "model-prefix"])
 def test_requests_sharing_a_long_prefix_land_on_one_replica(fleet: Fleet, prefix: str) -> None:
+    if fleet.high_throughput and prefix:
+        pytest.skip(
+            "documented: in high-throughput mode HAProxy routes a model's prefix without the body "
+            "(forwarding it would hold slow clients past limits.bodyTimeoutSeconds), so prefix-aware "
+            "routing applies on the fleet's endpoint only"
+        )
     assert fleet.replicas(PREFIX_ROUTED, server_deployment_name(PREFIX_ROUTED)) == (2, 2)
     client = fleet.client(prefix)
     shared = "You are the fleet's helpful assistant. " + "Models and replicas share a cluster. " * 12

@@ -16,7 +16,6 @@ from ray.llm._internal.serve.core.server import llm_server
 from ray.serve.llm import LLMServer
 
 from serving_app.adapters import AdapterLoader
-from serving_app.app import FleetLLMRouter
 from serving_app.ingress import FleetIngress
 from serving_app.server import FleetLLMServer
 
@@ -65,18 +64,26 @@ def test_the_model_server_loads_adapters_through_the_loader_hook_fleet_llm_serve
     assert {"model_id", "local_path", "max_total_tokens", "lora_assigned_int_id"} <= set(
         DiskMultiplexConfig.model_fields
     )
-    # High-throughput mode: a request resolves its adapter in this middleware before vLLM's app sees it;
-    # on both paths through the method FleetLLMServer overrides to make a failed load one clean line.
+    # A handle call names its adapter as the multiplexed model id, which LLMServer resolves before the engine
+    # runs (the method FleetLLMServer overrides to make a failed load one clean line).
     assert "_ResolveLoRAMiddleware" in inspect.getsource(LLMServer.__serve_build_asgi_app__)
     assert "self._maybe_resolve_lora_from_multiplex()" in inspect.getsource(LLMServer._run_request)
     middleware = inspect.getsource(llm_server._ResolveLoRAMiddleware)
     assert "_maybe_resolve_lora_from_multiplex()" in middleware and "except HTTPException" in middleware
     assert "_maybe_resolve_lora_from_multiplex" in vars(FleetLLMServer)
+    assert "serve.get_multiplexed_model_id()" in inspect.getsource(
+        LLMServer._maybe_resolve_lora_from_multiplex
+    )
 
 
-def test_the_request_router_asks_the_method_fleet_llm_router_overrides() -> None:
+def test_the_request_router_is_built_as_the_direct_app_builds_it() -> None:
+    # serving_app.app binds Ray's router to the server itself (Ray's builder refuses LoRA without forwarding
+    # bodies to the router, which the fleet leaves off).
     router = LLMRouter.__bases__[0]  # the class @serve.ingress wrapped
     assert router.__name__ == "LLMRouter"
-    assert "self._get_multiplexed_model_id(" in inspect.getsource(router.route)
     assert {"server", "llm_config", "base_model_id"} <= set(inspect.signature(router.__init__).parameters)
-    assert "_get_multiplexed_model_id" in vars(FleetLLMRouter)
+    # FleetLLMServer.load_adapter loads through the multiplexed loader and the engine's resolve_lora.
+    assert "self._load_model = serve.multiplexed(" in inspect.getsource(LLMServer._init_multiplex_loader)
+    from ray.llm._internal.serve.engines.vllm.vllm_engine import VLLMEngine
+
+    assert "disk_lora_model" in inspect.signature(VLLMEngine.resolve_lora).parameters

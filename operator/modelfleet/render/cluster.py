@@ -29,18 +29,12 @@ HIGH_THROUGHPUT_ENV = {
     "RAY_SERVE_LLM_ENABLE_DIRECT_STREAMING": "1",
     "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
 }
-# In that mode HAProxy shows the request router only the request line, unless told to forward the body:
-# adapters (the router sends `model: <adapter>` to a replica that has it loaded) and prefix-aware routing
-# (it reads the prompt) need the body. Ray keeps it off by default (buffering costs a little time to first
-# byte on large bodies), so the fleet turns it on only for fleets that route by body. Turning it on or off
-# changes the pods' environment, which KubeRay rolls out as a new cluster.
-ROUTE_BY_BODY_ENV = {"RAY_SERVE_INGRESS_REQUEST_ROUTER_FORWARD_BODY": "1"}
-
-
-def high_throughput_env(spec: ModelFleetSpec) -> dict[str, str]:
-    """The environment of every Ray process for a fleet in high-throughput mode."""
-    routes_by_body = any(model.adapters or model.routing == "prefixAware" for model in spec.models)
-    return HIGH_THROUGHPUT_ENV | (ROUTE_BY_BODY_ENV if routes_by_body else {})
+# Not set: RAY_SERVE_INGRESS_REQUEST_ROUTER_FORWARD_BODY. It would let HAProxy show the request router the
+# body (for adapters and prefix-aware routing on a model's prefix), but HAProxy then waits for the whole body
+# for up to RAY_SERVE_HAPROXY_INGRESS_REQUEST_ROUTER_TIMEOUT_S (the wake bound above, 900 s) before our
+# front door sees a byte: a client trickling its body would be held there instead of cut off at
+# limits.bodyTimeoutSeconds (tests/serving/test_front_door.py caught it). A model's own server loads the
+# adapter a request names instead (serving_app/server.py).
 
 
 POD_SECURITY: dict[str, Any] = {
@@ -75,8 +69,7 @@ def env(spec: ModelFleetSpec) -> list[dict[str, Any]]:
     if spec.all_api_keys:
         out.append({"name": API_KEYS_DIR_ENV, "value": API_KEYS_DIR})
     if spec.high_throughput:
-        env = high_throughput_env(spec)
-        out.extend({"name": name, "value": env[name]} for name in sorted(env))
+        out.extend({"name": name, "value": value} for name, value in sorted(HIGH_THROUGHPUT_ENV.items()))
     return out
 
 
