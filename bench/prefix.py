@@ -6,6 +6,8 @@ The load is what prefix routing is for: many long prompts that start with one of
 two thirds of the prefixes: a replica that sees every prefix (powerOfTwo) keeps evicting them, one that
 sees only its share (prefixAware) keeps them. Reported per routing and endpoint: req/s, TTFT, and vLLM's
 own prefix-cache hit rate over the run (`vllm:prefix_cache_hits` / `queries`, summed over replicas).
+The fleets run in high-throughput mode, as they ship: there prefix-aware routing applies on the fleet's
+endpoint (`/v1`); a model's prefix is routed by load in both rows, a control for the same load.
 """
 
 from __future__ import annotations

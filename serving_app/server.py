@@ -219,15 +219,21 @@ class FleetLLMServer(LLMServer):
         return app
 
     async def _maybe_resolve_lora_from_multiplex(self) -> None:
-        """Loads the request's adapter (if any) on this replica. An adapter that cannot be loaded fails its
-        own request with one line naming it and its source; the replica, the model and its other adapters
-        keep serving. (Ray Serve LLM would answer with the loader's or vLLM's traceback.)"""
+        """A call through a Serve handle names its adapter as its multiplexed model id (see ingress.py)."""
+        adapter = serve.get_multiplexed_model_id()
+        if adapter:
+            await self.load_adapter(adapter)
+
+    async def load_adapter(self, adapter: str) -> None:
+        """Loads ``adapter`` on this replica (once; Serve's multiplexing keeps at most maxAdaptersPerReplica,
+        least recently used out). One that cannot be loaded fails its own request with one line naming it and
+        its source; the replica, the model and its other adapters keep serving. (Ray Serve LLM would answer
+        with the loader's or vLLM's traceback.)"""
         try:
-            await super()._maybe_resolve_lora_from_multiplex()
+            await self.engine.resolve_lora(await self._load_model(adapter))  # type: ignore[union-attr]
         except HTTPException:
             raise
         except Exception as exc:
-            adapter = serve.get_multiplexed_model_id()
             source = self._adapters.get(adapter, "")
             reason = one_line(exc)
             where = "" if source in reason else f" from '{source}'"
