@@ -11,6 +11,7 @@ without them, and only ``modelfleet tiny-model`` needs them.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -131,7 +132,11 @@ def build_tiny_adapter(base: Path, dir: Path, *, seed: int) -> Path:
 
     model = AutoModelForCausalLM.from_pretrained(base)
     config = LoraConfig(r=ADAPTER_RANK, lora_alpha=2 * ADAPTER_RANK, target_modules=ADAPTER_TARGETS)
-    peft_model = get_peft_model(model, config)
+    with warnings.catch_warnings():
+        # peft calls transformers' `is_gradient_checkpointing`, deprecated since transformers 5.2x: theirs to
+        # change, harmless here (tests turn warnings into errors).
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        peft_model = get_peft_model(model, config)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, parameter in peft_model.named_parameters():
