@@ -137,10 +137,10 @@ def build_tiny_adapter(base: Path, dir: Path, *, seed: int) -> Path:
         # change, harmless here (tests turn warnings into errors).
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
         peft_model = get_peft_model(model, config)
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, parameter in peft_model.named_parameters():
-            if "lora_" in name:
-                parameter.copy_(torch.randn(parameter.shape, generator=generator))
-    peft_model.save_pretrained(str(dir))
+        generator = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for name, parameter in peft_model.named_parameters():
+                if "lora_" in name:
+                    parameter.copy_(torch.randn(parameter.shape, generator=generator))
+        peft_model.save_pretrained(str(dir))
     return dir
