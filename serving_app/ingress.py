@@ -83,10 +83,13 @@ class FleetIngress(OpenAiIngress):
         if model is None and len(self._model_cards) == 1 and not self._adapters:
             return next(iter(self._model_cards))
         if model is None or (model not in self._model_cards and model not in self._adapters):
-            known = [*self._model_cards, *self._adapters, *self._aliases]
-            raise FleetHTTPError(404, unknown_model_message(model, known), param="model")
+            raise FleetHTTPError(404, unknown_model_message(model, self._names()), param="model")
         note_model(model)
         return model
+
+    def _names(self) -> list[str]:
+        """Every name a request's `model` may carry here: models, adapters, aliases."""
+        return [*self._model_cards, *self._adapters, *self._aliases]
 
     def _get_configured_serve_handle(self, model_id: str) -> DeploymentHandle[Any]:
         """An adapter's requests go to its model's server as Serve multiplexed requests (the adapter's name
@@ -118,9 +121,7 @@ class FleetIngress(OpenAiIngress):
         for card in (await self.models())["data"]:
             if card["id"] == model:
                 return card  # type: ignore[no-any-return]
-        raise FleetHTTPError(
-            404, unknown_model_message(model, [*self._model_cards, *self._adapters, *self._aliases])
-        )
+        raise FleetHTTPError(404, unknown_model_message(model, self._names()))
 
     async def _get_response(self, **kwargs: Any) -> AsyncGenerator[Any, None]:  # type: ignore[override]
         """Ray Serve LLM's call to the model, with its failures made visible to clients."""

@@ -30,6 +30,8 @@ from serving_app.errors import FleetHTTPError, error_response
 # The calls whose bodies carry generation parameters; /v1/infer keeps them under "params".
 _GENERATION_PATHS = ("/chat/completions", "/completions", "/infer")
 _TOKEN_FIELDS = ("max_tokens", "max_completion_tokens")
+# Where the request's `model` (`model_id` for /v1/infer) is left in the ASGI scope's state once read.
+REQUESTED_MODEL = "modelfleet.model"
 
 
 class RequestLimitsMiddleware:
@@ -50,7 +52,7 @@ class RequestLimitsMiddleware:
             if body is None:
                 return  # the client went away before its body was complete: nobody to answer
             if scope["path"].endswith(_GENERATION_PATHS):
-                self._check_generation(body, infer=scope["path"].endswith("/infer"))
+                self._check_generation(scope, body, infer=scope["path"].endswith("/infer"))
         except FleetHTTPError as exc:
             await error_response(exc)(scope, receive, send)
             return
@@ -85,7 +87,7 @@ class RequestLimitsMiddleware:
             if not message.get("more_body", False):
                 return b"".join(chunks)
 
-    def _check_generation(self, body: bytes, *, infer: bool) -> None:
+    def _check_generation(self, scope: Scope, body: bytes, *, infer: bool) -> None:
         try:
             document: Any = json.loads(body)
         except ValueError:
@@ -93,10 +95,12 @@ class RequestLimitsMiddleware:
         if not isinstance(document, dict):
             return
         _check_shape(document)
-        if self.known_models is not None:
-            model = document.get("model_id" if infer else "model")
-            if isinstance(model, str) and model not in self.known_models:
+        model = document.get("model_id" if infer else "model")
+        if isinstance(model, str):
+            if self.known_models is not None and model not in self.known_models:
                 raise FleetHTTPError(404, unknown_model_message(model, self.known_models), param="model")
+            # For the layers inside (server.py's AdapterMiddleware), so none parses the body again.
+            scope.setdefault("state", {})[REQUESTED_MODEL] = model
         # /v1/infer keeps its parameters under "params"; elsewhere a "params" key is just an unknown field.
         params = document.get("params") if infer else document
         if not isinstance(params, dict):

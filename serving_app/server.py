@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, TypeVar
 
@@ -24,13 +23,14 @@ from fastapi import FastAPI, HTTPException
 from ray import serve
 from ray.serve.llm import LLMServer
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from serving_app.adapters import adapter_loader, model_card, unknown_model_message
 from serving_app.args import FrontDoorArgs
 from serving_app.errors import FleetHTTPError, ModelStartupError, error_response, handle_fleet_error, one_line
 from serving_app.frontdoor import add_front_door
 from serving_app.infer import InferRequest, chat_request, infer_reply
+from serving_app.limits import REQUESTED_MODEL
 
 T = TypeVar("T")
 # What a model's own server answers in high-throughput mode: the same surface as its ingress on the
@@ -110,40 +110,23 @@ async def coalesce(
 
 
 class AdapterMiddleware:
-    """High-throughput mode: loads the adapter a request's body names before vLLM's app serves it. Sits inside
-    the front door, whose limits layer has read the whole body and hands it on in one message."""
+    """High-throughput mode: loads the adapter a request names before vLLM's app serves it. Sits inside the
+    front door, whose limits layer has read the body and left the requested model in the scope's state."""
 
     def __init__(self, app: ASGIApp, *, server: FleetLLMServer) -> None:
         self.app = app
         self.server = server
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("method") != "POST":
-            await self.app(scope, receive, send)
-            return
-        message = await receive()
-        try:
-            document = json.loads(message.get("body", b""))
-        except ValueError:
-            document = None
-        adapter = document.get("model") if isinstance(document, dict) else None
-        if isinstance(adapter, str) and adapter in self.server._adapters:
+        adapter = scope.get("state", {}).get(REQUESTED_MODEL)
+        if adapter in self.server._adapters:
             try:
                 await self.server.load_adapter(adapter)
             except HTTPException as exc:
                 error = FleetHTTPError(exc.status_code, str(exc.detail), type="server_error", param="model")
                 await error_response(error)(scope, receive, send)
                 return
-        sent = False
-
-        async def replay() -> Message:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return message
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, receive, send)
 
 
 class FleetLLMServer(LLMServer):

@@ -125,30 +125,30 @@ def _adapter_engine_problems(path: str, model: ModelSpec) -> Iterator[Problem]:
 
 def _name_problems(spec: ModelFleetSpec) -> Iterator[Problem]:
     """Models, adapters and aliases share one namespace: the `model` field of a request."""
-    owners: dict[str, str] = {model.name: f"spec.models[{i}]" for i, model in enumerate(spec.models)}
+    owners = {model.name: f"spec.models[{i}]" for i, model in enumerate(spec.models)}  # what serves a name
     for i, model in enumerate(spec.models):
+        owner = f"spec.models[{i}].adapters"
         for j, adapter in enumerate(model.adapters):
-            path = f"spec.models[{i}].adapters[{j}].name"
-            if adapter.name in owners and owners[adapter.name] != f"spec.models[{i}].adapters":
+            if owners.setdefault(adapter.name, owner) != owner:
                 yield Problem(
-                    path, adapter.name, f"must be unique in the fleet: {owners[adapter.name]} has it"
+                    f"{owner}[{j}].name",
+                    adapter.name,
+                    f"must be unique in the fleet: {owners[adapter.name]} has it",
                 )
-            owners.setdefault(adapter.name, f"spec.models[{i}].adapters")
+    known = ", ".join(sorted(owners))
     for i, alias in enumerate(spec.aliases):
         path = f"spec.aliases[{i}]"
-        if alias.name in owners and not owners[alias.name].startswith("spec.aliases"):
+        if alias.name in owners:
             yield Problem(
                 f"{path}.name", alias.name, f"must be unique in the fleet: {owners[alias.name]} has it"
             )
         for j, target in enumerate(alias.targets):
-            if target.model not in owners or owners[target.model].startswith("spec.aliases"):
-                known = sorted(name for name, owner in owners.items() if not owner.startswith("spec.aliases"))
+            if target.model not in owners:  # aliases are not targets
                 yield Problem(
                     f"{path}.targets[{j}].model",
                     target.model,
-                    f"must name a model or adapter of the fleet ({', '.join(known)})",
+                    f"must name a model or adapter of the fleet ({known})",
                 )
-        owners.setdefault(alias.name, path)
 
 
 def _capacity_problems(spec: ModelFleetSpec) -> Iterator[Problem]:
