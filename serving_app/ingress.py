@@ -80,7 +80,7 @@ class FleetIngress(OpenAiIngress):
         super().__init__(llm_deployments, model_cards or {}, **kwargs)
 
     async def _get_model_id(self, model: str | None) -> str:
-        if model is None and len(self._model_cards) == 1 and not self._adapters:
+        if model is None and len(self._model_cards) == 1:  # a model's own ingress: the model
             return next(iter(self._model_cards))
         if model is None or (model not in self._model_cards and model not in self._adapters):
             raise FleetHTTPError(404, unknown_model_message(model, self._names()), param="model")

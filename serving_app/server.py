@@ -150,7 +150,9 @@ class FleetLLMServer(LLMServer):
         app: FastAPI = await super().__serve_build_asgi_app__()
 
         async def infer(body: InferRequest) -> Response:
-            request = chat_request(body, model=self._llm_config.model_id)
+            # One of this model's adapters by name (loaded by AdapterMiddleware), else the model itself.
+            adapter = body.model_id in self._adapters
+            request = chat_request(body, model=body.model_id if adapter else self._llm_config.model_id)
             async for chunk in await self.chat(request):
                 return infer_reply(body, chunk)
             raise FleetHTTPError(500, "The engine returned no reply")
