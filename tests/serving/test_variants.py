@@ -12,6 +12,7 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import openai
 import pytest
 
@@ -20,6 +21,7 @@ from serving_app.server import server_deployment_name
 from tests.serving.fleetspec import (
     ADAPTERS,
     ALWAYS_ON,
+    API_KEY,
     CANARY,
     CANARY_WEIGHTS,
     MISSING_ADAPTER,
@@ -60,6 +62,22 @@ def test_each_adapter_answers_by_name_differently_from_its_model_and_stably(
     for model in (*ADAPTERS, ALWAYS_ON, *reversed(ADAPTERS)):
         assert _reply(client, model)[1] == texts[model], f"{model} replied differently the second time"
     assert fleet.replicas(ALWAYS_ON, server_deployment_name(ALWAYS_ON)) == (1, 1)
+
+
+@pytest.mark.parametrize("prefix", ["", f"/{ALWAYS_ON}"], ids=["unified", "model-prefix"])
+def test_infer_answers_with_the_adapter_it_names(fleet: Fleet, prefix: str) -> None:
+    adapter = ADAPTERS[0]
+    chat = fleet.client(prefix).chat.completions.create(
+        model=adapter, messages=[{"role": "user", "content": "Hello"}], max_tokens=8, temperature=0
+    )
+    reply = httpx.post(
+        f"{fleet.url}{prefix}/v1/infer",
+        json={"model_id": adapter, "input": "Hello", "params": {"max_tokens": 8, "temperature": 0}},
+        headers={"Authorization": f"Bearer {API_KEY}"},
+        timeout=120,
+    )
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["text"] == chat.choices[0].message.content  # the adapter's greedy reply, not alpha's
 
 
 @pytest.mark.parametrize("prefix", ["", f"/{ALWAYS_ON}"], ids=["unified", "model-prefix"])
