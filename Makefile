@@ -45,7 +45,7 @@ control-plane: $(INSTALLED) ## build etcd, kube-apiserver, kube-controller-manag
 
 # The binaries are built first, outside the private network namespace, which has no route to the Go proxy.
 test: $(INSTALLED) lint typecheck hadolint control-plane ## everything CI runs: lint, types, Dockerfiles, all tests
-	scripts/private-net.sh $(BIN)/pytest -q
+	scripts/private-net.sh $(BIN)/pytest -q --durations=25
 
 crds: ## regenerate crds/ from the API models
 	$(BIN)/modelfleet crd -o crds/modelfleets.modelfleet.dev.yaml

@@ -7,6 +7,7 @@ deployed the way KubeRay deploys it: the rendered serveConfigV2 PUT to the local
 from __future__ import annotations
 
 import io
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -93,6 +94,8 @@ def fleet(
             out=progress,
         )
     except Exception:
+        # The per-model progress says which model never settled; pytest shows it under the error.
+        print(progress.getvalue(), file=sys.stderr)
         for state in state_dir.glob("*.json"):
             stop_head(local.RayHead.load(state))
         raise
