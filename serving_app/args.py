@@ -81,6 +81,10 @@ class ModelAppArgs(_Strict):
     )
     front_door: FrontDoorArgs
 
+    def name_tasks(self) -> dict[str, str]:
+        """Each name a request may carry here -> its task (adapters generate)."""
+        return {self.name: self.task} | dict.fromkeys(self.adapters, "generate")
+
     @model_validator(mode="after")
     def _adapters_need_generate(self) -> ModelAppArgs:
         if self.adapters and self.task != "generate":
@@ -113,7 +117,21 @@ class RouterAppArgs(_Strict):
     aliases: dict[Annotated[str, Field(pattern=DNS_LABEL)], list[AliasTargetArgs]] = Field(
         default_factory=dict, description="Alias name -> its weighted targets (models or adapters)."
     )
+    tasks: dict[Annotated[str, Field(pattern=DNS_LABEL)], Literal["embed", "transcribe"]] = Field(
+        default_factory=dict, description="The task of each model that does not generate."
+    )
     front_door: FrontDoorArgs
+
+    def _servable_tasks(self) -> dict[str, str]:
+        """Each model and adapter -> its task (adapters generate)."""
+        return {m: self.tasks.get(m, "generate") for m in self.models} | dict.fromkeys(
+            self.adapters, "generate"
+        )
+
+    def name_tasks(self) -> dict[str, str]:
+        """Each name a request may carry -> its task (an alias has its targets')."""
+        tasks = self._servable_tasks()
+        return tasks | {alias: tasks[targets[0].model] for alias, targets in self.aliases.items()}
 
     @model_validator(mode="after")
     def _unique(self) -> RouterAppArgs:
@@ -124,7 +142,11 @@ class RouterAppArgs(_Strict):
                 raise ValueError(f"adapter {adapter!r} runs on {base!r}, which is not in models")
             if adapter in self.models:
                 raise ValueError(f"adapter {adapter!r} has the name of a model")
-        servable = set(self.models) | set(self.adapters)
+        for model in self.tasks:
+            if model not in self.models:
+                raise ValueError(f"tasks names {model!r}, which is not in models")
+        tasks = self._servable_tasks()
+        servable = set(tasks)
         for alias, targets in self.aliases.items():
             if alias in servable:
                 raise ValueError(f"alias {alias!r} has the name of a model or adapter")
@@ -133,4 +155,6 @@ class RouterAppArgs(_Strict):
             for target in targets:
                 if target.model not in servable:
                     raise ValueError(f"alias {alias!r} targets {target.model!r}, not a model or adapter")
+            if len({tasks[t.model] for t in targets}) > 1:
+                raise ValueError(f"alias {alias!r} mixes tasks: {sorted({tasks[t.model] for t in targets})}")
         return self

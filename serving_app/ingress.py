@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 from fastapi import FastAPI, HTTPException
@@ -170,14 +170,15 @@ def _stream_error(message: str) -> str:
     return f"data: {json.dumps({'error': error})}\n\n"
 
 
-def make_ingress_class(front_door: FrontDoorArgs, *, endpoint: str) -> type:
+def make_ingress_class(front_door: FrontDoorArgs, *, endpoint: str, tasks: Mapping[str, str]) -> type:
     """A Serve ingress class around ``FleetIngress`` with error handling and the front-door layers (request
-    metrics labelled ``endpoint``: ``unified`` for the fleet's router, ``prefix`` for a model's ingress)."""
+    metrics labelled ``endpoint``: ``unified`` for the fleet's router, ``prefix`` for a model's ingress;
+    ``tasks``: each name it serves -> its task)."""
     app: FastAPI = init()
     app.add_exception_handler(FleetHTTPError, handle_fleet_error)
     app.add_exception_handler(RequestValidationError, handle_validation_error)
     # BackPressureError needs no handler here: Serve installs its own (plain text) on every ingress app, so
     # FleetIngress._get_response turns it into our 503 before it gets that far.
-    add_front_door(app, front_door, endpoint=endpoint)
+    add_front_door(app, front_door, endpoint=endpoint, tasks=tasks)
     cls: type = make_fastapi_ingress(FleetIngress, endpoint_map=ENDPOINTS, app=app)
     return cls

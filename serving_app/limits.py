@@ -9,7 +9,9 @@ of the inference calls, and hands the same bytes on:
   the value and the limit (OpenAI's error shape);
 - ``messages`` that is not a list of objects -> 400 (the engine's validation would fail with a 500);
 - where asked (a model's own server in high-throughput mode), a ``model`` it does not serve -> 404 listing
-  the ones it does.
+  the ones it does;
+- a request for a model whose task is not the endpoint's (a chat request to an embedding model) -> 400
+  naming the model, its task and the endpoint that serves it.
 A body that is not JSON is passed on untouched: the endpoint answers it with its own 400.
 """
 
@@ -18,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -29,6 +31,13 @@ from serving_app.errors import FleetHTTPError, error_response
 
 # The calls whose bodies carry generation parameters; /v1/infer keeps them under "params".
 _GENERATION_PATHS = ("/chat/completions", "/completions", "/infer")
+# The task each inference call needs (by the end of its path), and the calls each task answers.
+_PATH_TASKS = dict.fromkeys(_GENERATION_PATHS, "generate") | {"/embeddings": "embed"}
+TASK_ENDPOINTS = {
+    "generate": "/v1/chat/completions, /v1/completions and /v1/infer",
+    "embed": "/v1/embeddings",
+    "transcribe": "/v1/audio/transcriptions",
+}
 _TOKEN_FIELDS = ("max_tokens", "max_completion_tokens")
 # Where the request's `model` (`model_id` for /v1/infer) is left in the ASGI scope's state once read.
 REQUESTED_MODEL = "modelfleet.model"
@@ -36,12 +45,22 @@ REQUESTED_MODEL = "modelfleet.model"
 
 class RequestLimitsMiddleware:
     def __init__(
-        self, app: ASGIApp, *, limits: FrontDoorArgs, known_models: Collection[str] | None = None
+        self,
+        app: ASGIApp,
+        *,
+        limits: FrontDoorArgs,
+        known_models: Collection[str] | None = None,
+        tasks: Mapping[str, str] | None = None,
     ) -> None:
         self.app = app
         self.limits = limits
         # Set where the app behind would answer an unknown model without naming the known ones (vLLM's).
         self.known_models = sorted(known_models) if known_models is not None else None
+        # Each name served behind this door -> its task; a request without `model` has the task of the
+        # names here when they share one (a model's own door).
+        self.tasks = dict(tasks or {})
+        only = set(self.tasks.values())
+        self.default_task = only.pop() if len(only) == 1 else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("method") not in ("POST", "PUT", "PATCH"):
@@ -51,8 +70,9 @@ class RequestLimitsMiddleware:
             body = await self._read_body(scope, receive)
             if body is None:
                 return  # the client went away before its body was complete: nobody to answer
-            if scope["path"].endswith(_GENERATION_PATHS):
-                self._check_generation(scope, body, infer=scope["path"].endswith("/infer"))
+            needs = next((task for end, task in _PATH_TASKS.items() if scope["path"].endswith(end)), None)
+            if needs is not None:
+                self._check_inference(scope, body, needs=needs)
         except FleetHTTPError as exc:
             await error_response(exc)(scope, receive, send)
             return
@@ -87,20 +107,34 @@ class RequestLimitsMiddleware:
             if not message.get("more_body", False):
                 return b"".join(chunks)
 
-    def _check_generation(self, scope: Scope, body: bytes, *, infer: bool) -> None:
+    def _check_inference(self, scope: Scope, body: bytes, *, needs: str) -> None:
         try:
             document: Any = json.loads(body)
         except ValueError:
             return  # not JSON: the endpoint's own 400 says so
         if not isinstance(document, dict):
             return
-        _check_shape(document)
+        infer = scope["path"].endswith("/infer")
         model = document.get("model_id" if infer else "model")
         if isinstance(model, str):
             if self.known_models is not None and model not in self.known_models:
                 raise FleetHTTPError(404, unknown_model_message(model, self.known_models), param="model")
             # For the layers inside (server.py's AdapterMiddleware), so none parses the body again.
             scope.setdefault("state", {})[REQUESTED_MODEL] = model
+        task = self.tasks.get(model) if isinstance(model, str) else self.default_task
+        if task is not None and task != needs:
+            name = f"'{model}'" if isinstance(model, str) else "This model"
+            raise FleetHTTPError(
+                400,
+                f"{name} has task '{task}' and answers {TASK_ENDPOINTS[task]}; {scope['path']} needs a "
+                f"model with task '{needs}'.",
+                param="model",
+            )
+        if needs == "generate":
+            self._check_generation(document, infer=infer)
+
+    def _check_generation(self, document: dict[str, Any], *, infer: bool) -> None:
+        _check_shape(document)
         # /v1/infer keeps its parameters under "params"; elsewhere a "params" key is just an unknown field.
         params = document.get("params") if infer else document
         if not isinstance(params, dict):

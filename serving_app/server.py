@@ -136,10 +136,12 @@ class FleetLLMServer(LLMServer):
         *args: Any,
         front_door: FrontDoorArgs | None = None,
         adapters: dict[str, str] | None = None,
+        task: str = "generate",
         **kwargs: Any,
     ) -> None:
         self._front_door = front_door
         self._adapters = dict(adapters or {})
+        self._task = task
         try:
             await super().__init__(*args, model_downloader=adapter_loader(self._adapters), **kwargs)
         except Exception as exc:
@@ -199,7 +201,12 @@ class FleetLLMServer(LLMServer):
             app.middleware_stack = None  # vLLM built its stack eagerly; Starlette rebuilds it lazily
             app.add_middleware(AdapterMiddleware, server=self)
         add_front_door(
-            app, self._front_door, endpoint="prefix", model=model, known_models=[model, *self._adapters]
+            app,
+            self._front_door,
+            endpoint="prefix",
+            model=model,
+            known_models=[model, *self._adapters],
+            tasks={model: self._task} | dict.fromkeys(self._adapters, "generate"),
         )
         return app
 

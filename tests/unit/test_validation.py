@@ -348,6 +348,17 @@ CASES: list[tuple[str, Callable[[Doc], None], str, str]] = [
         "semantic",
     ),
     (
+        "alias-mixes-tasks",
+        lambda d: (
+            model(1, task="embed")(d),
+            spec(
+                aliases=[{"name": "x", "targets": [{"model": "a", "weight": 1}, {"model": "b", "weight": 1}]}]
+            )(d),
+        ),
+        "spec.aliases[0].targets[1].model",
+        "semantic",
+    ),
+    (
         "alias-named-like-an-adapter",
         lambda d: (
             model(0, adapters=[{"name": "ft", "source": "o/f"}])(d),

@@ -136,6 +136,7 @@ def _name_problems(spec: ModelFleetSpec) -> Iterator[Problem]:
                     f"must be unique in the fleet: {owners[adapter.name]} has it",
                 )
     known = ", ".join(sorted(owners))
+    tasks = {model.name: model.task for model in spec.models} | dict.fromkeys(spec.adapter_bases, "generate")
     for i, alias in enumerate(spec.aliases):
         path = f"spec.aliases[{i}]"
         if alias.name in owners:
@@ -148,6 +149,13 @@ def _name_problems(spec: ModelFleetSpec) -> Iterator[Problem]:
                     f"{path}.targets[{j}].model",
                     target.model,
                     f"must name a model or adapter of the fleet ({known})",
+                )
+            elif tasks[target.model] != tasks[(first := alias.targets[0].model)]:
+                yield Problem(
+                    f"{path}.targets[{j}].model",
+                    target.model,
+                    f"must have the task of the alias's first target ({first}: {tasks[first]}), not "
+                    f"{tasks[target.model]}: one alias answers one kind of request",
                 )
 
 

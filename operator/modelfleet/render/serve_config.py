@@ -76,6 +76,11 @@ def router_args(spec: ModelFleetSpec, front_door: dict[str, Any]) -> dict[str, A
             alias.name: [{"model": t.model, "weight": t.weight} for t in alias.targets]
             for alias in sorted(spec.aliases, key=lambda a: a.name)
         },
+        "tasks": {
+            model.name: model.task
+            for model in sorted(spec.models, key=lambda m: m.name)
+            if model.task != "generate"
+        },
         "front_door": front_door,
     }
 

