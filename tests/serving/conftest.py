@@ -94,8 +94,13 @@ def fleet(
             out=progress,
         )
     except Exception:
-        # The per-model progress says which model never settled; pytest shows it under the error.
+        # The per-model progress says which model never settled, the memory left whether engines were
+        # squeezed out; pytest shows both under the error.
+        import psutil
+
+        memory = psutil.virtual_memory()
         print(progress.getvalue(), file=sys.stderr)
+        print(f"memory: {memory.available >> 20} MiB available of {memory.total >> 20}", file=sys.stderr)
         for state in state_dir.glob("*.json"):
             stop_head(local.RayHead.load(state))
         raise
