@@ -361,8 +361,7 @@ class PodRunner:
                 for key, path in self._secret_items(ray_pod, name, source):
                     value = self._secret(ray_pod.pod.metadata.namespace, name, key, bool(source.optional))
                     if value is not None:
-                        (local / path).parent.mkdir(parents=True, exist_ok=True)
-                        (local / path).write_text(value)
+                        _write_atomically(local / path, value)
             local.mkdir(parents=True, exist_ok=True)
             out[mount.mount_path] = local
         return out
@@ -618,6 +617,18 @@ def pod_processes(namespace: str) -> list[int]:
     """Pids of the pod processes of one namespace still alive (the runner marks each with its pod)."""
     prefix = f"{POD_MARKER}={namespace}/".encode()
     return [pid for pid, environ in _marked_processes() if any(var.startswith(prefix) for var in environ)]
+
+
+def _write_atomically(path: Path, value: str) -> None:
+    """A Secret volume's file, replaced whole as a kubelet's atomic writer does: the environment is
+    resolved again for every exec probe, and a reader must never see the file empty mid-write (the serving
+    app's key reload would refuse every request until its next read)."""
+    if path.exists() and path.read_text() == value:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staged = path.with_name(f".{path.name}.tmp")
+    staged.write_text(value)
+    os.replace(staged, path)
 
 
 def pods_tmp(runner_id: str) -> Path:

@@ -205,15 +205,17 @@ def test_an_invalid_edit_is_refused_and_the_fleet_keeps_serving(fleet: Fleet) ->
     bad = json.loads(json.dumps(fleet.document))
     bad["spec"]["models"][0]["engineArgs"]["tensor_parallel_size"] = 0
     before = fleet.rayservice()["spec"]
-    with Load(fleet, ALWAYS_ON) as load:
-        fleet.apply(bad)
-        wait_for(lambda: fleet.phase() == "Invalid", what="phase Invalid")
-        message = fleet.get()["status"]["message"]
-        wait_for(lambda: load.ok >= 3, timeout=60, what="requests while the fleet is Invalid")
-    assert message.startswith("spec.models[0].engineArgs.tensor_parallel_size: 0:"), message
-    assert load.failed == [], load.failed[:3]
-    assert fleet.rayservice()["spec"] == before, "an invalid fleet must leave the RayService alone"
-    fleet.apply()
+    try:
+        with Load(fleet, ALWAYS_ON) as load:
+            fleet.apply(bad)
+            wait_for(lambda: fleet.phase() == "Invalid", what="phase Invalid")
+            message = fleet.get()["status"]["message"]
+            wait_for(lambda: load.ok >= 3, timeout=60, what="requests while the fleet is Invalid")
+        assert message.startswith("spec.models[0].engineArgs.tensor_parallel_size: 0:"), message
+        assert load.failed == [], load.failed[:3]
+        assert fleet.rayservice()["spec"] == before, "an invalid fleet must leave the RayService alone"
+    finally:  # the valid fleet back, whatever failed, so the next tests start from a serving fleet
+        fleet.apply()
     fleet.wait_phase("Ready", 120)
 
 
