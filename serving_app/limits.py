@@ -8,6 +8,7 @@ of the inference calls, and hands the same bytes on:
 - ``max_tokens`` / ``max_completion_tokens`` / ``n`` above the fleet's limits -> 400 naming the field,
   the value and the limit (OpenAI's error shape);
 - ``messages`` that is not a list of objects -> 400 (the engine's validation would fail with a 500);
+- an image part of a chat message that no model could read -> 400 naming the part (``media.py``);
 - where asked (a model's own server in high-throughput mode), a ``model`` it does not serve -> 404 listing
   the ones it does;
 - a request for a model whose task is not the endpoint's (a chat request to an embedding model) -> 400
@@ -28,6 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from serving_app.adapters import unknown_model_message
 from serving_app.args import FrontDoorArgs
 from serving_app.errors import FleetHTTPError, error_response
+from serving_app.media import check_media_parts
 
 # The calls whose bodies carry generation parameters; /v1/infer keeps them under "params".
 _GENERATION_PATHS = ("/chat/completions", "/completions", "/infer")
@@ -156,6 +158,7 @@ def _check_shape(document: dict[str, Any]) -> None:
             f"messages must be a list of message objects, got {type(messages).__name__}",
             param="messages",
         )
+    check_media_parts(document)
 
 
 def _at_most(params: dict[str, Any], name: str, limit: int, setting: str) -> None:

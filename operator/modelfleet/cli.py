@@ -158,9 +158,10 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_tiny_model(args: argparse.Namespace) -> int:
-    from modelfleet.tinymodel import build_tiny_model
+    from modelfleet import tinymodel
 
-    print(build_tiny_model(Path(args.dir)))
+    builders = {"text": tinymodel.build_tiny_model, "vision": tinymodel.build_tiny_vision_model}
+    print(builders[args.kind](Path(args.dir)))
     return 0
 
 
@@ -179,8 +180,14 @@ def _label(text: str) -> str:
 
 def _add_tiny_commands(commands: Any) -> None:
     """The test world's checkpoints: a tiny random model and LoRA adapters for it."""
-    tiny = commands.add_parser("tiny-model", help="build a tiny random Llama with a trained tokenizer")
+    tiny = commands.add_parser("tiny-model", help="build a tiny random model with a trained tokenizer")
     tiny.add_argument("dir", help="folder to write the checkpoint to")
+    tiny.add_argument(
+        "--kind",
+        choices=["text", "vision"],
+        default="text",
+        help="text: a Llama (default); vision: a Qwen2-VL that reads images in chat messages",
+    )
     tiny.set_defaults(func=cmd_tiny_model)
     adapter = commands.add_parser("tiny-adapter", help="build a random LoRA adapter for the tiny model")
     adapter.add_argument("base", help="the tiny model's folder")

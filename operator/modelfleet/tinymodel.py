@@ -1,4 +1,4 @@
-"""A tiny random-weight Llama checkpoint for tests, demos and laptops.
+"""Tiny random-weight checkpoints for tests, demos and laptops: a Llama, a vision-language model, adapters.
 
 Model weights cannot be downloaded everywhere this project runs (CI, air-gapped laptops), yet the
 serving path must load a checkpoint exactly as it would load a real one. This module writes one:
@@ -112,6 +112,108 @@ def build_tiny_model(dir: Path, *, seed: int = 0) -> Path:
         pad_token_id=config.pad_token_id,
     )
     model.save_pretrained(dir, safe_serialization=True)
+    tokenizer.save_pretrained(dir)
+    return dir
+
+
+# The vision-language model: Qwen2-VL's architecture (a ViT with 2x2 patch merging in front of a decoder with
+# multimodal rotary positions), one of vLLM's multimodal models that runs on its CPU build. An image becomes
+# (H/14 * W/14) / 4 tokens; the processor resizes every image to between 56x56 and 112x112 pixels, so one
+# costs 4 to 16 tokens of the tiny context.
+VISION_SPECIALS = ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
+IMAGE_PATCH = 14
+IMAGE_MIN_PIXELS, IMAGE_MAX_PIXELS = 56 * 56, 112 * 112
+# Text parts as they are; each image part becomes Qwen2-VL's image placeholder, which the processor expands.
+VISION_CHAT_TEMPLATE = (
+    "{{ bos_token }}"
+    "{% for message in messages %}"
+    "{{ '<|' + message['role'] + '|>\n' }}"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for part in message['content'] %}"
+    "{% if part['type'] == 'text' %}{{ part['text'] }}"
+    "{% elif part['type'] in ['image', 'image_url'] %}{{ '<|vision_start|><|image_pad|><|vision_end|>' }}"
+    "{% endif %}{% endfor %}{% endif %}"
+    "{{ eos_token + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"
+)
+
+
+def build_tiny_vision_model(dir: Path, *, seed: int = 0) -> Path:
+    """Write a tiny random Qwen2-VL checkpoint (config, weights, tokenizer with the image placeholder
+    tokens, image and video processors, chat template) into ``dir``: a vision-language model vLLM loads
+    like Qwen/Qwen2-VL-2B-Instruct. The same seed gives the same checkpoint. Returns ``dir``."""
+    import torch
+    from transformers import (
+        GenerationConfig,
+        Qwen2VLConfig,
+        Qwen2VLForConditionalGeneration,
+        Qwen2VLProcessor,
+    )
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+    from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
+
+    dir.mkdir(parents=True, exist_ok=True)
+    tokenizer = _train_tokenizer(VOCAB_SIZE)
+    tokenizer.add_special_tokens({"additional_special_tokens": VISION_SPECIALS})
+    start, end, image, video = tokenizer.convert_tokens_to_ids(VISION_SPECIALS)
+    tokenizer.chat_template = VISION_CHAT_TEMPLATE
+    # The rotary halves split between time, height and width: they sum to head_dim / 2.
+    mrope_section = [4, 6, 6]
+    assert sum(mrope_section) == HIDDEN_SIZE // NUM_HEADS // 2
+    config = Qwen2VLConfig(
+        text_config={
+            "vocab_size": len(tokenizer),
+            "hidden_size": HIDDEN_SIZE,
+            "intermediate_size": INTERMEDIATE_SIZE,
+            "num_hidden_layers": NUM_LAYERS,
+            "num_attention_heads": NUM_HEADS,
+            "num_key_value_heads": NUM_HEADS,
+            "max_position_embeddings": MAX_POSITIONS,
+            "rope_parameters": {
+                "rope_type": "default",
+                "rope_theta": 10000.0,
+                "mrope_section": mrope_section,
+            },
+            "bos_token_id": tokenizer.bos_token_id,
+            "eos_token_id": tokenizer.eos_token_id,
+            "pad_token_id": tokenizer.pad_token_id,
+            "dtype": "float32",
+        },
+        vision_config={
+            "depth": NUM_LAYERS,
+            "embed_dim": HIDDEN_SIZE,
+            "hidden_size": HIDDEN_SIZE,
+            "num_heads": NUM_HEADS,
+            "mlp_ratio": 2,
+            "patch_size": IMAGE_PATCH,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+        },
+        image_token_id=image,
+        video_token_id=video,
+        vision_start_token_id=start,
+        vision_end_token_id=end,
+        tie_word_embeddings=True,
+        dtype="float32",
+    )
+    torch.manual_seed(seed)
+    model = Qwen2VLForConditionalGeneration(config)
+    model.generation_config = GenerationConfig(  # type: ignore[no-untyped-call]
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    model.save_pretrained(dir, safe_serialization=True)
+    processor = Qwen2VLProcessor(  # type: ignore[no-untyped-call]
+        image_processor=Qwen2VLImageProcessorPil(min_pixels=IMAGE_MIN_PIXELS, max_pixels=IMAGE_MAX_PIXELS),
+        video_processor=Qwen2VLVideoProcessor(
+            min_pixels=IMAGE_MIN_PIXELS, max_pixels=IMAGE_MAX_PIXELS, cap_pixels_per_frame=True
+        ),
+        tokenizer=tokenizer,
+        chat_template=VISION_CHAT_TEMPLATE,
+    )
+    processor.save_pretrained(dir)
     tokenizer.save_pretrained(dir)
     return dir
 

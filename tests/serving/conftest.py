@@ -17,7 +17,7 @@ import yaml
 
 from modelfleet import local
 from modelfleet.localray import free_port, stop_head
-from tests.serving.fleetspec import ADAPTERS, KEY_FILES, Fleet, fleet_document, write_secrets
+from tests.serving.fleetspec import ADAPTERS, KEY_FILES, Checkpoints, Fleet, fleet_document, write_secrets
 
 # Engines load in ~30-60 s each on 2 cores; the broken model needs three failed starts to settle.
 DEPLOY_TIMEOUT_S = 600
@@ -29,20 +29,18 @@ def session_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_model(session_root: Path) -> Path:
-    from modelfleet.tinymodel import build_tiny_model
+def checkpoints(session_root: Path) -> Checkpoints:
+    from modelfleet.tinymodel import build_tiny_adapter, build_tiny_model, build_tiny_vision_model
 
-    return build_tiny_model(session_root / "tiny-llama")
-
-
-@pytest.fixture(scope="session")
-def tiny_adapters(session_root: Path, tiny_model: Path) -> dict[str, Path]:
-    from modelfleet.tinymodel import build_tiny_adapter
-
-    return {
-        name: build_tiny_adapter(tiny_model, session_root / "adapters" / name, seed=seed)
-        for seed, name in enumerate(ADAPTERS, start=1)
-    }
+    llama = build_tiny_model(session_root / "tiny-llama")
+    return Checkpoints(
+        llama=llama,
+        adapters={
+            name: build_tiny_adapter(llama, session_root / "adapters" / name, seed=seed)
+            for seed, name in enumerate(ADAPTERS, start=1)
+        },
+        vision=build_tiny_vision_model(session_root / "tiny-qwen2-vl"),
+    )
 
 
 @pytest.fixture(scope="session")
@@ -64,8 +62,7 @@ MODES = {"standard": False, "high-throughput": True}
 def fleet(
     request: pytest.FixtureRequest,
     session_root: Path,
-    tiny_model: Path,
-    tiny_adapters: dict[str, Path],
+    checkpoints: Checkpoints,
     state_dir: Path,
 ) -> Iterator[Fleet]:
     high_throughput = MODES[request.param]
@@ -75,9 +72,7 @@ def fleet(
             "(`make test` does, through scripts/private-net.sh)"
         )
     path = session_root / f"fleet-{request.param}.yaml"
-    path.write_text(
-        yaml.safe_dump(fleet_document(tiny_model, tiny_adapters, high_throughput=high_throughput))
-    )
+    path.write_text(yaml.safe_dump(fleet_document(checkpoints, high_throughput=high_throughput)))
     secrets = session_root / f"secrets-{request.param}"
     write_secrets(secrets, KEY_FILES)
     started = time.monotonic()
@@ -88,7 +83,7 @@ def fleet(
             address=None,
             cpu=True,
             serve_port=free_port(),
-            num_cpus=5,
+            num_cpus=6,
             timeout_s=DEPLOY_TIMEOUT_S,
             secrets_dir=str(secrets),
             out=progress,

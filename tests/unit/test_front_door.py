@@ -5,6 +5,8 @@ The real fleet runs them in tests/serving (both data paths); these cases pin the
 from __future__ import annotations
 
 import asyncio
+import base64
+import io
 import json
 import logging
 from pathlib import Path
@@ -204,6 +206,69 @@ def test_behind_a_models_own_door_a_call_without_model_has_the_models_task() -> 
     # Where the names behind a door have different tasks, a call without model is the endpoint's to refuse.
     mixed = TestClient(app({"chat": "generate", "minilm": "embed"}))
     assert post(mixed, {"input": "hi"}, path="/v1/embeddings").status_code == 200
+
+
+def png_data_url(width: int = 8, height: int = 6) -> str:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (200, 30, 30)).save(buffer, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def image_chat(*parts: Any) -> dict[str, Any]:
+    content = [{"type": "text", "text": "what is this?"}, *parts]
+    return {
+        "model": "m",
+        "messages": [{"role": "system", "content": "hi"}, {"role": "user", "content": content}],
+    }
+
+
+def image(url: Any) -> dict[str, Any]:
+    return {"type": "image_url", "image_url": {"url": url}}
+
+
+def truncated_png_data_url() -> str:
+    raw = base64.b64decode(png_data_url().split(",", 1)[1])
+    return "data:image/png;base64," + base64.b64encode(raw[: len(raw) // 2]).decode()
+
+
+@pytest.mark.parametrize(
+    ("part", "words"),
+    [
+        (image("data:image/png;base64,@@not-base64"), ["not valid base64"]),
+        (
+            image("data:image/png;base64," + base64.b64encode(b"hello world").decode()),
+            ["not an image", "11 bytes"],
+        ),
+        (image(truncated_png_data_url()), ["not an image"]),
+        (image("data:text/plain;base64,aGk="), ["'text/plain'", "not image/*"]),
+        (image("data:image/png,rawbytes"), ["without ';base64,'"]),
+        (image("file:///etc/passwd"), ["scheme 'file'", "data URL"]),
+        (image(5), ["url string", "int"]),
+        ({"type": "image_url", "image_url": {}}, ["url string", "NoneType"]),
+    ],
+)
+@pytest.mark.usefixtures("keys_dir")
+def test_an_image_no_model_could_read_is_400_naming_its_part(part: dict[str, Any], words: list[str]) -> None:
+    reply = post(TestClient(app()), image_chat(image(png_data_url()), part))
+    assert reply.status_code == 400
+    error = reply.json()["error"]
+    where = "messages[1].content[2].image_url"
+    assert error["param"] == where and error["message"].startswith(where), error
+    assert all(word in error["message"] for word in words), error["message"]
+
+
+@pytest.mark.usefixtures("keys_dir")
+def test_readable_images_and_fetched_urls_reach_the_endpoint_unchanged() -> None:
+    client = TestClient(app())
+    for body in (
+        image_chat(image(png_data_url()), image(png_data_url(30, 20))),
+        image_chat({"type": "image_url", "image_url": png_data_url()}),  # the bare string some clients send
+        image_chat(image("https://example.com/cat.png")),  # the engine fetches it (allowed_media_domains)
+    ):
+        reply = post(client, body)
+        assert reply.status_code == 200 and json.loads(reply.json()["body"]) == body
 
 
 @pytest.mark.usefixtures("keys_dir")

@@ -295,6 +295,30 @@ CASES: list[tuple[str, Callable[[Doc], None], str, str]] = [
         "semantic",
     ),
     (
+        "media-limit-not-a-mapping",
+        engine(limit_mm_per_prompt=2),
+        "spec.models[0].engineArgs.limit_mm_per_prompt",
+        "semantic",
+    ),
+    (
+        "media-limit-negative",
+        engine(limit_mm_per_prompt={"image": 2, "video": -1}),
+        "spec.models[0].engineArgs.limit_mm_per_prompt.video",
+        "semantic",
+    ),
+    (
+        "media-limit-unknown-option",
+        engine(limit_mm_per_prompt={"image": {"count": 1, "frames": 8}}),
+        "spec.models[0].engineArgs.limit_mm_per_prompt.image.frames",
+        "semantic",
+    ),
+    (
+        "media-domains-not-a-list",
+        engine(allowed_media_domains="example.com"),
+        "spec.models[0].engineArgs.allowed_media_domains",
+        "semantic",
+    ),
+    (
         "prefix-aware-without-prefix-cache",
         lambda d: (model(0, routing="prefixAware")(d), engine(enable_prefix_caching=False)(d)),
         "spec.models[0].engineArgs.enable_prefix_caching",
@@ -444,3 +468,32 @@ def test_unknown_field_is_reported_with_its_path() -> None:
     assert [str(p) for p in problems] == [
         'spec.models[0].replics: {"min": 0}: unknown field (check its spelling and the ModelFleet reference)'
     ]
+
+
+MEDIA_LIMITS = [
+    ({"image": {"count": 2, "width": 512, "height": 512}, "video": 0, "audio": 1}, True),
+    ({"image": 4, "video": {"count": 1, "num_frames": 8}}, True),
+    ({"video": -1}, False),
+    ({"image": {"count": 1, "frames": 8}}, False),
+    ({"image": {"width": 0}}, False),
+    ({"audio": {"count": 1, "width": 5}}, False),
+    (2, False),
+]
+
+
+@pytest.mark.parametrize(("limits", "valid"), MEDIA_LIMITS)
+def test_media_limits_are_judged_as_vllm_judges_them(limits: Any, valid: bool) -> None:
+    """`modelfleet validate` refuses the limit_mm_per_prompt values vLLM's engine would fail to start with,
+    and accepts the ones it takes: the check runs vLLM's own config class on the same value."""
+    from vllm.config.multimodal import MultiModalConfig
+
+    doc = base()
+    engine(limit_mm_per_prompt=limits)(doc)
+    _, problems = validate_fleet(doc)
+    assert (problems == []) is valid, [str(p) for p in problems]
+    try:
+        MultiModalConfig(limit_per_prompt=limits)
+        engine_accepts = True
+    except (ValueError, TypeError, AttributeError):
+        engine_accepts = False
+    assert engine_accepts is valid

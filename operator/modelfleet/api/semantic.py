@@ -7,6 +7,7 @@ Each check returns Problems naming the field, the value and the rule. The operat
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from modelfleet.api.problems import Problem
 from modelfleet.api.quantity import parse_quantity
@@ -20,6 +21,13 @@ RESERVED_ENGINE_ARGS = {
 }
 # engineArgs the fleet sets for a model with adapters (vLLM's LoRA support), and what sets them.
 LORA_ENGINE_ARGS = {"enable_lora": "adapters", "max_loras": "maxAdaptersPerReplica"}
+# vLLM's per-modality options in limit_mm_per_prompt (besides `count`), by modality; other modalities take
+# `count` alone (vllm/config/multimodal.py: *DummyOptions).
+MEDIA_LIMIT_OPTIONS = {
+    "image": ("width", "height"),
+    "video": ("num_frames", "width", "height"),
+    "audio": ("length",),
+}
 # Share of a Ray node's memory Ray offers to tasks and actors (the rest backs the object store).
 RAY_TASK_MEMORY_SHARE = 0.7
 
@@ -60,6 +68,7 @@ def _model_problems(spec: ModelFleetSpec, index: int, model: ModelSpec) -> Itera
             f"must not exceed the model's GPU share ({gpus:g}): models sharing a GPU would run out of memory",
         )
     yield from _adapter_engine_problems(path, model)
+    yield from _media_engine_problems(f"{path}.engineArgs", model.engine_args)
     parallel = 1
     for key in ("tensor_parallel_size", "pipeline_parallel_size"):
         size = model.engine_args.get(key, 1)
@@ -121,6 +130,45 @@ def _adapter_engine_problems(path: str, model: ModelSpec) -> Iterator[Problem]:
             False,
             "must not be false with routing prefixAware (routing by prefix pays only with the cache)",
         )
+
+
+def _media_engine_problems(path: str, engine_args: dict[str, Any]) -> Iterator[Problem]:
+    """vLLM's multimodal engine args, in the shapes its config accepts (else the engine fails to start)."""
+    limits = engine_args.get("limit_mm_per_prompt")
+    if "limit_mm_per_prompt" in engine_args and not isinstance(limits, dict):
+        yield Problem(
+            f"{path}.limit_mm_per_prompt", limits, "must map a modality to a count, e.g. {image: 2, video: 0}"
+        )
+    for modality, limit in (limits or {}).items() if isinstance(limits, dict) else ():
+        where = f"{path}.limit_mm_per_prompt.{modality}"
+        if not isinstance(limit, dict):
+            if not _whole(limit, at_least=0):
+                yield Problem(where, limit, "must be a whole number of at least 0 (items per prompt)")
+            continue
+        options = MEDIA_LIMIT_OPTIONS.get(modality, ())
+        for option, value in limit.items():
+            if option == "count":
+                if not _whole(value, at_least=0):
+                    yield Problem(f"{where}.count", value, "must be a whole number of at least 0")
+            elif option not in options:
+                known = ", ".join(("count", *options))
+                yield Problem(
+                    f"{where}.{option}", value, f"is not an option of '{modality}' (known: {known})"
+                )
+            elif not _whole(value, at_least=1):
+                yield Problem(f"{where}.{option}", value, "must be a whole number of at least 1")
+    for key in ("mm_processor_kwargs", "media_io_kwargs"):
+        if key in engine_args and not isinstance(engine_args[key], dict):
+            yield Problem(f"{path}.{key}", engine_args[key], "must be a mapping")
+    domains = engine_args.get("allowed_media_domains")
+    if "allowed_media_domains" in engine_args and not (
+        isinstance(domains, list) and all(isinstance(d, str) and d for d in domains)
+    ):
+        yield Problem(f"{path}.allowed_media_domains", domains, "must be a list of host names")
+
+
+def _whole(value: Any, *, at_least: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= at_least
 
 
 def _name_problems(spec: ModelFleetSpec) -> Iterator[Problem]:
