@@ -44,9 +44,11 @@ from serving_app.server import server_deployment_name
 
 log = logging.getLogger("ray.serve")
 
-# The fleet's endpoints; Ray's tokenize/score/transcription extras stay off the public surface.
+# The fleet's endpoints; Ray's tokenize/score extras stay off the public surface.
 # /v1/models answers our own cards (Ray's response model would drop an adapter's `parent`).
-ENDPOINTS = {name: DEFAULT_ENDPOINTS[name] for name in ("completions", "chat", "embeddings")} | {
+ENDPOINTS = {
+    name: DEFAULT_ENDPOINTS[name] for name in ("completions", "chat", "embeddings", "transcriptions")
+} | {
     "models": lambda app: app.get("/v1/models"),
     "model_data": lambda app: app.get("/v1/models/{model:path}"),
     "infer": lambda app: app.post("/v1/infer"),

@@ -12,8 +12,10 @@ of the inference calls, and hands the same bytes on:
 - where asked (a model's own server in high-throughput mode), a ``model`` it does not serve -> 404 listing
   the ones it does;
 - a request for a model whose task is not the endpoint's (a chat request to an embedding model) -> 400
-  naming the model, its task and the endpoint that serves it.
-A body that is not JSON is passed on untouched: the endpoint answers it with its own 400.
+  naming the model, its task and the endpoint that serves it; a transcription's `model` is a form field
+  of its multipart body.
+A body that is not JSON (or, for a transcription, not a form) is passed on untouched: the endpoint answers
+it with its own 400.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import time
 from collections.abc import Collection, Mapping
 from typing import Any
 
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving_app.adapters import unknown_model_message
@@ -34,7 +37,10 @@ from serving_app.media import check_media_parts
 # The calls whose bodies carry generation parameters; /v1/infer keeps them under "params".
 _GENERATION_PATHS = ("/chat/completions", "/completions", "/infer")
 # The task each inference call needs (by the end of its path), and the calls each task answers.
-_PATH_TASKS = dict.fromkeys(_GENERATION_PATHS, "generate") | {"/embeddings": "embed"}
+_PATH_TASKS = dict.fromkeys(_GENERATION_PATHS, "generate") | {
+    "/embeddings": "embed",
+    "/audio/transcriptions": "transcribe",
+}
 TASK_ENDPOINTS = {
     "generate": "/v1/chat/completions, /v1/completions and /v1/infer",
     "embed": "/v1/embeddings",
@@ -73,7 +79,9 @@ class RequestLimitsMiddleware:
             if body is None:
                 return  # the client went away before its body was complete: nobody to answer
             needs = next((task for end, task in _PATH_TASKS.items() if scope["path"].endswith(end)), None)
-            if needs is not None:
+            if needs == "transcribe":
+                self._check_task(scope, await _form_model(scope, body), needs=needs)
+            elif needs is not None:
                 self._check_inference(scope, body, needs=needs)
         except FleetHTTPError as exc:
             await error_response(exc)(scope, receive, send)
@@ -123,6 +131,11 @@ class RequestLimitsMiddleware:
                 raise FleetHTTPError(404, unknown_model_message(model, self.known_models), param="model")
             # For the layers inside (server.py's AdapterMiddleware), so none parses the body again.
             scope.setdefault("state", {})[REQUESTED_MODEL] = model
+        self._check_task(scope, model, needs=needs)
+        if needs == "generate":
+            self._check_generation(document, infer=infer)
+
+    def _check_task(self, scope: Scope, model: Any, *, needs: str) -> None:
         task = self.tasks.get(model) if isinstance(model, str) else self.default_task
         if task is not None and task != needs:
             name = f"'{model}'" if isinstance(model, str) else "This model"
@@ -132,8 +145,6 @@ class RequestLimitsMiddleware:
                 f"model with task '{needs}'.",
                 param="model",
             )
-        if needs == "generate":
-            self._check_generation(document, infer=infer)
 
     def _check_generation(self, document: dict[str, Any], *, infer: bool) -> None:
         _check_shape(document)
@@ -181,6 +192,24 @@ def _number(value: Any) -> float:
         except ValueError:
             return float("-inf")
     return float("-inf")
+
+
+async def _form_model(scope: Scope, body: bytes) -> str | None:
+    """The `model` field of a multipart form body (a transcription's); None when there is none or the body is
+    no form (the endpoint refuses it)."""
+
+    async def nothing_more() -> Message:
+        return {"type": "http.disconnect"}
+
+    try:
+        form = await Request(scope, _replay(body, nothing_more)).form()
+    except Exception:  # a malformed form is the endpoint's to refuse, with its own message
+        return None
+    try:
+        model = form.get("model")
+        return model if isinstance(model, str) else None
+    finally:
+        await form.close()
 
 
 def _too_large(limit: int, size: int) -> FleetHTTPError:

@@ -42,6 +42,7 @@ PUBLIC_PATHS = frozenset(
         "/v1/completions",
         "/v1/chat/completions",
         "/v1/embeddings",
+        "/v1/audio/transcriptions",
         "/v1/infer",
         "/healthz",
     }

@@ -160,7 +160,11 @@ def cmd_down(args: argparse.Namespace) -> int:
 def cmd_tiny_model(args: argparse.Namespace) -> int:
     from modelfleet import tinymodel
 
-    builders = {"text": tinymodel.build_tiny_model, "vision": tinymodel.build_tiny_vision_model}
+    builders = {
+        "text": tinymodel.build_tiny_model,
+        "vision": tinymodel.build_tiny_vision_model,
+        "speech": tinymodel.build_tiny_speech_model,
+    }
     print(builders[args.kind](Path(args.dir)))
     return 0
 
@@ -184,9 +188,10 @@ def _add_tiny_commands(commands: Any) -> None:
     tiny.add_argument("dir", help="folder to write the checkpoint to")
     tiny.add_argument(
         "--kind",
-        choices=["text", "vision"],
+        choices=["text", "vision", "speech"],
         default="text",
-        help="text: a Llama (default); vision: a Qwen2-VL that reads images in chat messages",
+        help="text: a Llama (default); vision: a Qwen2-VL that reads images in chat messages; "
+        "speech: a Whisper that transcribes audio",
     )
     tiny.set_defaults(func=cmd_tiny_model)
     adapter = commands.add_parser("tiny-adapter", help="build a random LoRA adapter for the tiny model")

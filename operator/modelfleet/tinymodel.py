@@ -1,16 +1,19 @@
-"""Tiny random-weight checkpoints for tests, demos and laptops: a Llama, a vision-language model, adapters.
+"""Tiny random-weight checkpoints for tests, demos and laptops: a Llama, a vision-language model, a Whisper
+(speech to text) and LoRA adapters.
 
 Model weights cannot be downloaded everywhere this project runs (CI, air-gapped laptops), yet the
-serving path must load a checkpoint exactly as it would load a real one. This module writes one:
-a Llama config, random weights in safetensors, a BPE tokenizer trained on a small built-in corpus and
-a chat template, all through ``save_pretrained`` so vLLM and transformers see a normal HF directory.
+serving path must load a checkpoint exactly as it would load a real one. This module writes them:
+a config, random weights in safetensors, a BPE tokenizer trained on a small built-in corpus, the chat
+template or the image/audio processor, all through ``save_pretrained`` so vLLM and transformers see a normal
+HF directory.
 
-torch, transformers and tokenizers are imported inside the function: the operator package imports
+torch, transformers and tokenizers are imported inside the functions: the operator package imports
 without them, and only ``modelfleet tiny-model`` needs them.
 """
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 from typing import Any
@@ -216,6 +219,154 @@ def build_tiny_vision_model(dir: Path, *, seed: int = 0) -> Path:
     processor.save_pretrained(dir)
     tokenizer.save_pretrained(dir)
     return dir
+
+
+# The speech model: Whisper's architecture (a log-mel encoder and a text decoder) with the real Whisper
+# tokenizer layout, which vLLM serves on /v1/audio/transcriptions. vLLM adds the encoder's learned positions
+# to a chunk padded to 30 s, so max_source_positions is fixed by the chunk: 30 s x 16 kHz / 160 hop / 2
+# (conv2's stride) = 1500. The decoder's positions bound the transcript: serve with max_model_len <= 128.
+SPEECH_MEL_BINS, SPEECH_SAMPLING_RATE, SPEECH_HOP, SPEECH_CHUNK_S = 80, 16_000, 160, 30
+SPEECH_MAX_TARGET_POSITIONS = 128
+SPEECH_BPE_VOCAB = 512
+EOT, SOT = "<|endoftext|>", "<|startoftranscript|>"
+# After the language tokens, in Whisper's order (<|nospeech|> was <|nocaptions|> in the first releases).
+SPEECH_CONTROL_TOKENS = [
+    "<|translate|>",
+    "<|transcribe|>",
+    "<|startoflm|>",
+    "<|startofprev|>",
+    "<|nospeech|>",
+    "<|notimestamps|>",
+]
+
+
+def _speech_tokenizer() -> Any:
+    """A WhisperTokenizer with a byte-level BPE trained on the corpus and Whisper's special-token layout:
+    <|endoftext|>, the BPE vocabulary, <|startoftranscript|>, every language of transformers' LANGUAGES in
+    order (transformers computes a language's id as sot + 1 + index; vLLM's language detection, run for a
+    request without `language`, samples among all of them), the task and control tokens, then the timestamps
+    <|0.00|> ... <|30.00|> as ordinary tokens, last (both libraries take every id from <|0.00|> on as one)."""
+    from tokenizers import AddedToken, Tokenizer, models, pre_tokenizers, trainers
+    from transformers import WhisperTokenizer
+    from transformers.models.whisper.tokenization_whisper import LANGUAGES
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=SPEECH_BPE_VOCAB,
+        special_tokens=[EOT],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    bpe.train_from_iterator([_CORPUS] * 8, trainer=trainer)
+    trained = json.loads(bpe.to_str())["model"]
+    merges = [tuple(m.split(" ", 1)) if isinstance(m, str) else tuple(m) for m in trained["merges"]]
+    tokenizer = WhisperTokenizer(  # type: ignore[no-untyped-call]
+        vocab=dict(trained["vocab"]),
+        merges=merges,
+        unk_token=EOT,
+        bos_token=EOT,
+        eos_token=EOT,
+        pad_token=EOT,
+        model_max_length=SPEECH_MAX_TARGET_POSITIONS,
+    )
+    specials = [SOT, *(f"<|{code}|>" for code in LANGUAGES), *SPEECH_CONTROL_TOKENS]
+    tokenizer.add_special_tokens(
+        {"additional_special_tokens": [AddedToken(t, special=True, normalized=False) for t in specials]}
+    )
+    timestamps = [f"<|{i * 0.02:.2f}|>" for i in range(SPEECH_CHUNK_S * 50 + 1)]
+    tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in timestamps])
+    return tokenizer
+
+
+def build_tiny_speech_model(dir: Path, *, seed: int = 0) -> Path:
+    """Write a tiny random Whisper checkpoint (config, weights, generation config, feature extractor and
+    tokenizer in a WhisperProcessor) into ``dir``: a speech-to-text model vLLM loads like openai/whisper-tiny.
+    The same seed gives the same checkpoint. Returns ``dir``."""
+    import torch
+    from transformers import (
+        GenerationConfig,
+        WhisperConfig,
+        WhisperFeatureExtractor,
+        WhisperForConditionalGeneration,
+        WhisperProcessor,
+    )
+    from transformers.models.whisper.tokenization_whisper import LANGUAGES
+
+    dir.mkdir(parents=True, exist_ok=True)
+    tokenizer = _speech_tokenizer()
+    ids = tokenizer.convert_tokens_to_ids
+    eot, sot = ids(EOT), ids(SOT)
+    space = tokenizer.encode(" ", add_special_tokens=False)
+    config = WhisperConfig(
+        vocab_size=len(tokenizer),
+        num_mel_bins=SPEECH_MEL_BINS,
+        d_model=HIDDEN_SIZE,
+        encoder_layers=NUM_LAYERS,
+        encoder_attention_heads=NUM_HEADS,
+        encoder_ffn_dim=INTERMEDIATE_SIZE,
+        decoder_layers=NUM_LAYERS,
+        decoder_attention_heads=NUM_HEADS,
+        decoder_ffn_dim=INTERMEDIATE_SIZE,
+        max_source_positions=SPEECH_CHUNK_S * SPEECH_SAMPLING_RATE // SPEECH_HOP // 2,
+        max_target_positions=SPEECH_MAX_TARGET_POSITIONS,
+        pad_token_id=eot,
+        bos_token_id=eot,
+        eos_token_id=eot,
+        decoder_start_token_id=sot,
+        suppress_tokens=[],
+        begin_suppress_tokens=[*space, eot],
+        tie_word_embeddings=True,
+        dtype="float32",
+    )
+    torch.manual_seed(seed)
+    model = WhisperForConditionalGeneration(config)
+    # With every row random, greedy decoding picks timestamps (most of the vocabulary, printed as
+    # "<|12.34|>"), byte fragments or special tokens that vanish from the text. The output projection is tied
+    # to the token embedding, so zeroing a row gives its token a logit of exactly 0 while printable text
+    # tokens get random-signed ones: the transcript is printable words (noise, the weights are random), it
+    # never ends early with <|endoftext|>, and language detection picks <|en|> (equal logits, lowest id).
+    keep = [
+        i
+        for i in range(ids("<|0.00|>"))
+        if i not in tokenizer.all_special_ids and _printable(tokenizer.decode([i]))
+    ]
+    with torch.no_grad():
+        embeddings = model.get_input_embeddings().weight
+        assert isinstance(embeddings, torch.Tensor)
+        kept = embeddings[keep].clone()
+        embeddings.zero_()
+        embeddings[keep] = kept
+    model.generation_config = GenerationConfig(  # type: ignore[no-untyped-call]
+        decoder_start_token_id=sot,
+        bos_token_id=eot,
+        eos_token_id=eot,
+        pad_token_id=eot,
+        max_length=SPEECH_MAX_TARGET_POSITIONS,
+        is_multilingual=True,
+        lang_to_id={f"<|{code}|>": ids(f"<|{code}|>") for code in LANGUAGES},
+        task_to_id={"translate": ids("<|translate|>"), "transcribe": ids("<|transcribe|>")},
+        no_timestamps_token_id=ids("<|notimestamps|>"),
+        prev_sot_token_id=ids("<|startofprev|>"),
+        max_initial_timestamp_index=50,
+        return_timestamps=False,
+        suppress_tokens=[],
+        begin_suppress_tokens=[*space, eot],
+    )
+    model.save_pretrained(dir, safe_serialization=True)
+    features = WhisperFeatureExtractor(  # type: ignore[no-untyped-call]
+        feature_size=SPEECH_MEL_BINS,
+        sampling_rate=SPEECH_SAMPLING_RATE,
+        hop_length=SPEECH_HOP,
+        chunk_length=SPEECH_CHUNK_S,
+        n_fft=400,
+    )
+    WhisperProcessor(feature_extractor=features, tokenizer=tokenizer).save_pretrained(dir)  # type: ignore[no-untyped-call]
+    return dir
+
+
+def _printable(text: str) -> bool:
+    return bool(text.strip()) and text.isprintable() and "\ufffd" not in text
 
 
 # A LoRA of rank 8 on the attention's query and value projections, the most common fine-tune shape.

@@ -30,7 +30,12 @@ def session_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def checkpoints(session_root: Path) -> Checkpoints:
-    from modelfleet.tinymodel import build_tiny_adapter, build_tiny_model, build_tiny_vision_model
+    from modelfleet.tinymodel import (
+        build_tiny_adapter,
+        build_tiny_model,
+        build_tiny_speech_model,
+        build_tiny_vision_model,
+    )
 
     llama = build_tiny_model(session_root / "tiny-llama")
     return Checkpoints(
@@ -40,6 +45,7 @@ def checkpoints(session_root: Path) -> Checkpoints:
             for seed, name in enumerate(ADAPTERS, start=1)
         },
         vision=build_tiny_vision_model(session_root / "tiny-qwen2-vl"),
+        speech=build_tiny_speech_model(session_root / "tiny-whisper"),
     )
 
 

@@ -31,6 +31,8 @@ LIMITS = {"maxRequestBytes": 65536, "maxTokens": 200, "maxN": 2, "bodyTimeoutSec
 ALWAYS_ON, SLEEPY, BROKEN, PREFIX_ROUTED, EMBEDDER = "alpha", "beta", "broken", "gamma", "minilm"
 # The tiny vision-language model (Qwen2-VL) and the images a prompt may carry (limit_mm_per_prompt).
 VISION, IMAGES_PER_PROMPT = "vision", 2
+# The tiny speech-to-text model (Whisper): its decoder has 128 positions, so its context is at most that.
+SPEECH, SPEECH_CONTEXT = "whisper", 128
 # alpha's LoRA adapters (random, built by the session's fixture) and the alias over alpha and one of them.
 ADAPTERS = ("alpha-poet", "alpha-coder")
 # Listed in the fleet, its folder missing: a request for it fails alone, the replica keeps serving.
@@ -78,6 +80,7 @@ class Checkpoints:
     llama: Path
     adapters: dict[str, Path]
     vision: Path
+    speech: Path
 
 
 def fleet_document(checkpoints: Checkpoints, *, high_throughput: bool = False) -> dict[str, Any]:
@@ -96,6 +99,9 @@ def fleet_document(checkpoints: Checkpoints, *, high_throughput: bool = False) -
     vision = cpu_model(VISION, str(checkpoints.vision), min_replicas=1)
     vision.update(cpus=0.5)
     vision["engineArgs"]["limit_mm_per_prompt"] = {"image": IMAGES_PER_PROMPT, "video": 0}
+    whisper = cpu_model(SPEECH, str(checkpoints.speech), min_replicas=1)
+    whisper.update(task="transcribe", cpus=0.5)
+    whisper["engineArgs"]["max_model_len"] = SPEECH_CONTEXT
     return {
         "apiVersion": "modelfleet.dev/v1alpha1",
         "kind": "ModelFleet",
@@ -108,6 +114,7 @@ def fleet_document(checkpoints: Checkpoints, *, high_throughput: bool = False) -
                 gamma,
                 minilm,
                 vision,
+                whisper,
             ],
             "aliases": [
                 {"name": CANARY, "targets": [{"model": m, "weight": w} for m, w in CANARY_WEIGHTS.items()]}

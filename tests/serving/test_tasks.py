@@ -6,6 +6,9 @@ unrelated ones. A call the model's task does not answer gets a 400 naming the ta
 `vision` is a tiny random Qwen2-VL (modelfleet.tinymodel) answering chat messages with images in them: its
 replies are random words, so the checks are that each image reaches the engine as prompt tokens, and that an
 image no model could read is a 400 naming its part while the model keeps serving.
+`whisper` is a tiny random Whisper transcribing WAVs made here (a tone, at 16 kHz and at another rate the
+engine must resample): the transcript is random words, so the checks are that the audio was decoded (the
+reply's usage gives its duration) and that audio no model could decode is a 400 while the model keeps serving.
 """
 
 from __future__ import annotations
@@ -14,13 +17,14 @@ import base64
 import io
 import math
 import struct
+import wave
 from typing import Any
 
 import httpx
 import openai
 import pytest
 
-from tests.serving.fleetspec import ALWAYS_ON, API_KEY, EMBEDDER, IMAGES_PER_PROMPT, VISION, Fleet
+from tests.serving.fleetspec import ALWAYS_ON, API_KEY, EMBEDDER, IMAGES_PER_PROMPT, SPEECH, VISION, Fleet
 
 pytestmark = pytest.mark.serving
 ENDPOINTS = pytest.mark.parametrize("prefix", ["", f"/{EMBEDDER}"], ids=["unified", "model-prefix"])
@@ -141,8 +145,8 @@ def test_an_image_no_model_could_read_is_a_400_naming_its_part_and_the_model_kee
     ):
         with pytest.raises(openai.BadRequestError) as refused:
             _ask(fleet, prefix, _png(40, 30), url)
-        message = refused.value.message
-        assert message.startswith("messages[0].content[2].image_url"), message
+        message, body = refused.value.message, refused.value.body
+        assert isinstance(body, dict) and body["param"] == "messages[0].content[2].image_url", body
         assert all(word in message for word in words), message
     assert _ask(fleet, prefix, _png(40, 30)).choices[0].message.content
 
@@ -151,3 +155,72 @@ def test_more_images_than_the_model_takes_get_a_400_naming_the_limit(fleet: Flee
     with pytest.raises(openai.BadRequestError) as refused:
         _ask(fleet, "", *[_png(40, 30)] * (IMAGES_PER_PROMPT + 1))
     assert f"At most {IMAGES_PER_PROMPT} image" in refused.value.message, refused.value.message
+
+
+SPEECH_ENDPOINTS = pytest.mark.parametrize("prefix", ["", f"/{SPEECH}"], ids=["unified", "model-prefix"])
+
+
+def _tone(seconds: float, rate: int = 16_000, hz: float = 440.0) -> bytes:
+    """A WAV of a sine tone, 16-bit mono: what a microphone recording looks like to the engine."""
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        samples = (
+            int(0.3 * 32767 * math.sin(2 * math.pi * hz * i / rate)) for i in range(int(rate * seconds))
+        )
+        out.writeframes(b"".join(struct.pack("<h", sample) for sample in samples))
+    return buffer.getvalue()
+
+
+def _transcribe(fleet: Fleet, prefix: str, audio: bytes, model: str = SPEECH) -> httpx.Response:
+    return httpx.post(
+        f"{fleet.url}{prefix}/v1/audio/transcriptions",
+        data={"model": model, "language": "en"},
+        files={"file": ("speech.wav", audio, "audio/wav")},
+        headers={"Authorization": f"Bearer {API_KEY}"},
+        timeout=120,
+    )
+
+
+@SPEECH_ENDPOINTS
+def test_speech_is_transcribed_with_the_sdk(fleet: Fleet, prefix: str) -> None:
+    transcript = fleet.client(prefix).audio.transcriptions.create(
+        model=SPEECH, file=("speech.wav", _tone(1.0), "audio/wav"), language="en"
+    )
+    assert transcript.text.strip() and transcript.text.isprintable(), transcript.text
+
+
+@SPEECH_ENDPOINTS
+def test_the_audio_is_decoded_and_resampled_whatever_its_rate(fleet: Fleet, prefix: str) -> None:
+    for seconds, rate in ((1.0, 16_000), (2.0, 11_025)):
+        reply = _transcribe(fleet, prefix, _tone(seconds, rate))
+        assert reply.status_code == 200, reply.text
+        # The engine reports the duration it decoded: the audio reached it whole, at the right rate.
+        assert reply.json()["usage"] == {"type": "duration", "seconds": int(seconds)}, reply.json()
+
+
+@SPEECH_ENDPOINTS
+def test_audio_no_model_could_decode_is_a_400_and_the_model_keeps_serving(fleet: Fleet, prefix: str) -> None:
+    reply = _transcribe(fleet, prefix, b"RIFF certainly not a wave file" * 8)
+    assert reply.status_code == 400, reply.text
+    assert "audio" in reply.json()["error"]["message"].lower(), reply.text
+    assert _transcribe(fleet, prefix, _tone(0.5)).status_code == 200
+
+
+def test_a_transcription_for_a_chat_model_and_a_chat_for_the_speech_model_are_400s_naming_the_task(
+    fleet: Fleet,
+) -> None:
+    for prefix in ("", f"/{ALWAYS_ON}"):
+        reply = _transcribe(fleet, prefix, _tone(0.5), model=ALWAYS_ON)
+        assert reply.status_code == 400, reply.text
+        message = reply.json()["error"]["message"]
+        assert f"'{ALWAYS_ON}' has task 'generate'" in message and "/v1/chat/completions" in message, message
+    for prefix in ("", f"/{SPEECH}"):
+        with pytest.raises(openai.BadRequestError) as refused:
+            fleet.client(prefix).chat.completions.create(
+                model=SPEECH, messages=[{"role": "user", "content": "hi"}], max_tokens=2
+            )
+        assert f"'{SPEECH}' has task 'transcribe'" in refused.value.message, refused.value.message
+        assert "/v1/audio/transcriptions" in refused.value.message

@@ -51,6 +51,7 @@ def app(tasks: dict[str, str] | None = None) -> FastAPI:
     @echo.post("/v1/chat/completions")
     @echo.post("/v1/infer")
     @echo.post("/v1/embeddings")
+    @echo.post("/v1/audio/transcriptions")
     async def reached(request: Request) -> dict[str, Any]:
         return {"body": (await request.body()).decode()}
 
@@ -195,6 +196,31 @@ def test_a_call_the_models_task_does_not_answer_is_400_naming_the_model_its_task
     assert post(client, {"model": "minilm", "input": "hi"}, path="/v1/embeddings").status_code == 200
     assert post(client, {**chat, "model": "chat"}).status_code == 200
     assert post(client, {**chat, "model": "other"}).status_code == 200
+
+
+@pytest.mark.usefixtures("keys_dir")
+def test_a_transcription_for_a_model_of_another_task_is_400_naming_it_from_the_form() -> None:
+    client = TestClient(app({"chat": "generate", "whisper": "transcribe"}))
+    headers = {"Authorization": "Bearer key-a"}
+    audio = {"file": ("a.wav", b"RIFF....WAVE", "audio/wav")}
+
+    def transcribe(model: str) -> Any:
+        return client.post("/v1/audio/transcriptions", data={"model": model}, files=audio, headers=headers)
+
+    refused = transcribe("chat")
+    assert refused.status_code == 400
+    error = refused.json()["error"]
+    assert error["param"] == "model"
+    assert all(w in error["message"] for w in ("'chat'", "'generate'", "'transcribe'")), error
+    # The speech model's own call goes through with its body intact; a chat call to it is refused.
+    reached = transcribe("whisper")
+    assert reached.status_code == 200 and 'name="model"' in reached.json()["body"]
+    assert b"RIFF....WAVE" in reached.json()["body"].encode()
+    chat = post(client, {"model": "whisper", "messages": [{"role": "user", "content": "hi"}]})
+    assert chat.status_code == 400 and "/v1/audio/transcriptions" in chat.json()["error"]["message"]
+    # A body that is no form is the endpoint's to refuse.
+    raw = client.post("/v1/audio/transcriptions", content=b"not a form", headers=headers)
+    assert raw.status_code == 200
 
 
 @pytest.mark.usefixtures("keys_dir")
