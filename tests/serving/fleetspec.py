@@ -33,6 +33,8 @@ ALWAYS_ON, SLEEPY, BROKEN, PREFIX_ROUTED, EMBEDDER = "alpha", "beta", "broken", 
 VISION, IMAGES_PER_PROMPT = "vision", 2
 # The tiny speech-to-text model (Whisper): its decoder has 128 positions, so its context is at most that.
 SPEECH, SPEECH_CONTEXT = "whisper", 128
+# Their KV cache: 64 MiB holds thousands of the tiny models' tokens (1 KiB each).
+SMALL_KV_CACHE = 64 << 20
 # alpha's LoRA adapters (random, built by the session's fixture) and the alias over alpha and one of them.
 ADAPTERS = ("alpha-poet", "alpha-coder")
 # Listed in the fleet, its folder missing: a request for it fails alone, the replica keeps serving.
@@ -96,12 +98,16 @@ def fleet_document(checkpoints: Checkpoints, *, high_throughput: bool = False) -
     gamma["replicas"]["max"] = 2
     minilm = cpu_model(EMBEDDER, str(embedding_model_dir()), min_replicas=1)
     minilm.update(task="embed", cpus=0.5)
-    vision = cpu_model(VISION, str(checkpoints.vision), min_replicas=1)
+    # The vision and speech models sleep when idle, so their engines are up only during their own tests (with
+    # every engine up at once the fleet outgrows the 24 GiB box) and their first requests exercise the wake.
+    vision = cpu_model(VISION, str(checkpoints.vision), min_replicas=0)
     vision.update(cpus=0.5)
-    vision["engineArgs"]["limit_mm_per_prompt"] = {"image": IMAGES_PER_PROMPT, "video": 0}
-    whisper = cpu_model(SPEECH, str(checkpoints.speech), min_replicas=1)
+    vision["engineArgs"].update(
+        limit_mm_per_prompt={"image": IMAGES_PER_PROMPT, "video": 0}, kv_cache_memory_bytes=SMALL_KV_CACHE
+    )
+    whisper = cpu_model(SPEECH, str(checkpoints.speech), min_replicas=0)
     whisper.update(task="transcribe", cpus=0.5)
-    whisper["engineArgs"]["max_model_len"] = SPEECH_CONTEXT
+    whisper["engineArgs"].update(max_model_len=SPEECH_CONTEXT, kv_cache_memory_bytes=SMALL_KV_CACHE)
     return {
         "apiVersion": "modelfleet.dev/v1alpha1",
         "kind": "ModelFleet",
