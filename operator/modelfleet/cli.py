@@ -238,8 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--allow-open-ports",
         action="store_true",
-        help="apply spec.highThroughput here although Ray's HAProxy mode then opens ports on all interfaces "
-        "(applied anyway inside a private network namespace such as `unshare -rn`)",
+        help="leave the listeners Ray opens on every interface (replicas' gRPC, HAProxy's stats and metrics) "
+        "as Ray opens them; by default they are kept on 127.0.0.1 like the rest",
     )
     up.add_argument(
         "--secrets-dir",

@@ -139,21 +139,6 @@ def _head_env(fleet: ModelFleet, *, high_throughput: bool, secrets_dir: str | No
     return env
 
 
-def _use_high_throughput(fleet: ModelFleet, allow_open_ports: bool, out: TextIO) -> bool:
-    """spec.highThroughput, where it is safe: HAProxy mode opens the replicas' HTTP ports and HAProxy's
-    stats ports on all interfaces (Ray forces it), which a laptop must not expose (DESIGN §5)."""
-    if not fleet.spec.high_throughput:
-        return False
-    if allow_open_ports or network_is_private():
-        return True
-    print(
-        "high-throughput mode is off here: Ray's HAProxy mode opens ports on all network interfaces. "
-        "Run inside a private network namespace (scripts/private-net.sh) or pass --allow-open-ports.",
-        file=out,
-    )
-    return False
-
-
 def _join(address: str, serve_port: int) -> RayHead:
     url = urllib.parse.urlparse(address if "://" in address else f"http://{address}")
     head = RayHead(root="", gcs_port=0, dashboard_port=url.port or 8265, serve_port=serve_port, owned=False)
@@ -181,9 +166,9 @@ def up(
     """
     document = load_fleet(path, cpu=cpu)
     fleet = ModelFleet.model_validate(copy.deepcopy(document))
-    env = _head_env(
-        fleet, high_throughput=_use_high_throughput(fleet, allow_open_ports, out), secrets_dir=secrets_dir
-    )
+    # spec.highThroughput applies here as on a cluster: the head keeps every listener on 127.0.0.1, the ones
+    # Ray opens on all interfaces whatever its settings included (unless allow_open_ports).
+    env = _head_env(fleet, high_throughput=fleet.spec.high_throughput, secrets_dir=secrets_dir)
     state = state_file(fleet.metadata.name)
     if state.exists() and RayHead.load(state).reachable():
         head = RayHead.load(state)
@@ -193,7 +178,9 @@ def up(
     else:
         cpus = num_cpus or max(2, os.cpu_count() or 2) * 2
         print(f"starting a local Ray head on 127.0.0.1 ({cpus} logical CPUs)", file=out)
-        head = start_head(num_cpus=cpus, serve_port=serve_port, extra_env=env)
+        head = start_head(
+            num_cpus=cpus, serve_port=serve_port, extra_env=env, loopback_only=not allow_open_ports
+        )
     head.save(state)
     yamlio_path = state.with_suffix(".fleet.yaml")
     yamlio_path.write_text(yamlio.dump(document), encoding="utf-8")

