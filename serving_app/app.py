@@ -56,6 +56,11 @@ def build_model_app(args: dict[str, Any]) -> Application:
     )
 
 
+class FleetRequestRouter(LLMRouter):
+    """Ray Serve LLM's request router as is, loaded from this package, so that its replicas import
+    serving_app (and apply serving_app/__init__.py's local settings) like every other replica of a fleet."""
+
+
 def _direct_model_app(parsed: ModelAppArgs, llm_config: LLMConfig) -> Application:
     """High-throughput mode: the model server is the application's ingress (see server.py), and Ray Serve
     LLM's request router picks its replica for HAProxy, the way `build_openai_app` does it. HAProxy does not
@@ -69,7 +74,9 @@ def _direct_model_app(parsed: ModelAppArgs, llm_config: LLMConfig) -> Applicatio
     )
     # As Ray's builder does, minus its LoRA check (which wants the body forwarded): no CPU reservation (the
     # router sits beside the proxy), never the bottleneck.
-    router = serve.deployment(LLMRouter, max_ongoing_requests=1000, ray_actor_options={"num_cpus": 0})
+    router = serve.deployment(
+        FleetRequestRouter, name="LLMRouter", max_ongoing_requests=1000, ray_actor_options={"num_cpus": 0}
+    )
     return server._with_ingress_request_router(router.bind(server=server))
 
 
