@@ -52,22 +52,29 @@ Tokens, tokenizers, templates and chat messages: system, user, assistant, tool.
 """
 
 
-def _train_tokenizer(vocab_size: int) -> Any:
-    """Train a byte-level BPE tokenizer and wrap it as a transformers fast tokenizer."""
+def _train_bpe(vocab_size: int, special_tokens: list[str], unk_token: str | None = None) -> Any:
+    """A byte-level BPE (GPT-2's kind, as Llama-style and Whisper tokenizers are) trained on the corpus."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
 
-    tokenizer = Tokenizer(models.BPE(unk_token=UNK))
+    tokenizer = Tokenizer(models.BPE(unk_token=unk_token))
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=[UNK, BOS, EOS, PAD],
+        special_tokens=special_tokens,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     # Repeat the corpus so every merge has enough counts to be learnt deterministically.
     tokenizer.train_from_iterator([_CORPUS] * 8, trainer=trainer)
+    return tokenizer
+
+
+def _train_tokenizer(vocab_size: int) -> Any:
+    """Train a byte-level BPE tokenizer and wrap it as a transformers fast tokenizer."""
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = _train_bpe(vocab_size, [UNK, BOS, EOS, PAD], unk_token=UNK)
     # transformers' constructors are untyped; the ignores below are for that alone.
     fast = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
         tokenizer_object=tokenizer,
@@ -246,20 +253,11 @@ def _speech_tokenizer() -> Any:
     order (transformers computes a language's id as sot + 1 + index; vLLM's language detection, run for a
     request without `language`, samples among all of them), the task and control tokens, then the timestamps
     <|0.00|> ... <|30.00|> as ordinary tokens, last (both libraries take every id from <|0.00|> on as one)."""
-    from tokenizers import AddedToken, Tokenizer, models, pre_tokenizers, trainers
+    from tokenizers import AddedToken
     from transformers import WhisperTokenizer
     from transformers.models.whisper.tokenization_whisper import LANGUAGES
 
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    trainer = trainers.BpeTrainer(
-        vocab_size=SPEECH_BPE_VOCAB,
-        special_tokens=[EOT],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    bpe.train_from_iterator([_CORPUS] * 8, trainer=trainer)
-    trained = json.loads(bpe.to_str())["model"]
+    trained = json.loads(_train_bpe(SPEECH_BPE_VOCAB, [EOT]).to_str())["model"]
     merges = [tuple(m.split(" ", 1)) if isinstance(m, str) else tuple(m) for m in trained["merges"]]
     tokenizer = WhisperTokenizer(  # type: ignore[no-untyped-call]
         vocab=dict(trained["vocab"]),
