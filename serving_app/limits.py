@@ -80,7 +80,7 @@ class RequestLimitsMiddleware:
                 return  # the client went away before its body was complete: nobody to answer
             needs = next((task for end, task in _PATH_TASKS.items() if scope["path"].endswith(end)), None)
             if needs == "transcribe":
-                self._check_task(scope, await _form_model(scope, body), needs=needs)
+                self._check_model(scope, await _form_model(scope, body), needs=needs)
             elif needs is not None:
                 self._check_inference(scope, body, needs=needs)
         except FleetHTTPError as exc:
@@ -125,17 +125,18 @@ class RequestLimitsMiddleware:
         if not isinstance(document, dict):
             return
         infer = scope["path"].endswith("/infer")
-        model = document.get("model_id" if infer else "model")
+        self._check_model(scope, document.get("model_id" if infer else "model"), needs=needs)
+        if needs == "generate":
+            self._check_generation(document, infer=infer)
+
+    def _check_model(self, scope: Scope, model: Any, *, needs: str) -> None:
+        """The requested model (a JSON field, or a transcription's form field): served here, of the task
+        the call needs."""
         if isinstance(model, str):
             if self.known_models is not None and model not in self.known_models:
                 raise FleetHTTPError(404, unknown_model_message(model, self.known_models), param="model")
             # For the layers inside (server.py's AdapterMiddleware), so none parses the body again.
             scope.setdefault("state", {})[REQUESTED_MODEL] = model
-        self._check_task(scope, model, needs=needs)
-        if needs == "generate":
-            self._check_generation(document, infer=infer)
-
-    def _check_task(self, scope: Scope, model: Any, *, needs: str) -> None:
         task = self.tasks.get(model) if isinstance(model, str) else self.default_task
         if task is not None and task != needs:
             name = f"'{model}'" if isinstance(model, str) else "This model"
@@ -148,6 +149,7 @@ class RequestLimitsMiddleware:
 
     def _check_generation(self, document: dict[str, Any], *, infer: bool) -> None:
         _check_shape(document)
+        check_media_parts(document)
         # /v1/infer keeps its parameters under "params"; elsewhere a "params" key is just an unknown field.
         params = document.get("params") if infer else document
         if not isinstance(params, dict):
@@ -169,7 +171,6 @@ def _check_shape(document: dict[str, Any]) -> None:
             f"messages must be a list of message objects, got {type(messages).__name__}",
             param="messages",
         )
-    check_media_parts(document)
 
 
 def _at_most(params: dict[str, Any], name: str, limit: int, setting: str) -> None:

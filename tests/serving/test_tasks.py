@@ -14,10 +14,8 @@ reply's usage gives its duration) and that audio no model could decode is a 400 
 from __future__ import annotations
 
 import base64
-import io
 import math
 import struct
-import wave
 from typing import Any
 
 import httpx
@@ -25,6 +23,7 @@ import openai
 import pytest
 
 from tests.serving.fleetspec import ALWAYS_ON, API_KEY, EMBEDDER, IMAGES_PER_PROMPT, SPEECH, VISION, Fleet
+from tests.support.media import png_data_url, tone_wav
 
 pytestmark = pytest.mark.serving
 ENDPOINTS = pytest.mark.parametrize("prefix", ["", f"/{EMBEDDER}"], ids=["unified", "model-prefix"])
@@ -102,14 +101,6 @@ def test_an_embedding_request_to_a_chat_model_is_a_400_naming_its_task(fleet: Fl
 VISION_ENDPOINTS = pytest.mark.parametrize("prefix", ["", f"/{VISION}"], ids=["unified", "model-prefix"])
 
 
-def _png(width: int, height: int, colour: tuple[int, int, int] = (200, 30, 30)) -> str:
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.new("RGB", (width, height), colour).save(buffer, "PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
-
-
 def _ask(fleet: Fleet, prefix: str, *images: str) -> Any:
     parts: list[Any] = [{"type": "text", "text": "What is in the picture?"}]
     parts += [{"type": "image_url", "image_url": {"url": url}} for url in images]
@@ -121,8 +112,8 @@ def _ask(fleet: Fleet, prefix: str, *images: str) -> Any:
 @VISION_ENDPOINTS
 def test_a_chat_with_images_is_answered_and_each_image_reaches_the_engine(fleet: Fleet, prefix: str) -> None:
     text_only = _ask(fleet, prefix)
-    one = _ask(fleet, prefix, _png(40, 30))
-    two = _ask(fleet, prefix, _png(40, 30), _png(100, 100, (0, 90, 200)))
+    one = _ask(fleet, prefix, png_data_url(40, 30))
+    two = _ask(fleet, prefix, png_data_url(40, 30), png_data_url(100, 100, (0, 90, 200)))
     for reply in (one, two):
         assert reply.model == VISION and reply.choices[0].message.content
     # Qwen2-VL turns an image into (h/28)*(w/28) tokens between two markers, at least 56x56 pixels each:
@@ -144,34 +135,20 @@ def test_an_image_no_model_could_read_is_a_400_naming_its_part_and_the_model_kee
         ("file:///etc/passwd", ["scheme 'file'"]),
     ):
         with pytest.raises(openai.BadRequestError) as refused:
-            _ask(fleet, prefix, _png(40, 30), url)
+            _ask(fleet, prefix, png_data_url(40, 30), url)
         message, body = refused.value.message, refused.value.body
         assert isinstance(body, dict) and body["param"] == "messages[0].content[2].image_url", body
         assert all(word in message for word in words), message
-    assert _ask(fleet, prefix, _png(40, 30)).choices[0].message.content
+    assert _ask(fleet, prefix, png_data_url(40, 30)).choices[0].message.content
 
 
 def test_more_images_than_the_model_takes_get_a_400_naming_the_limit(fleet: Fleet) -> None:
     with pytest.raises(openai.BadRequestError) as refused:
-        _ask(fleet, "", *[_png(40, 30)] * (IMAGES_PER_PROMPT + 1))
+        _ask(fleet, "", *[png_data_url(40, 30)] * (IMAGES_PER_PROMPT + 1))
     assert f"At most {IMAGES_PER_PROMPT} image" in refused.value.message, refused.value.message
 
 
 SPEECH_ENDPOINTS = pytest.mark.parametrize("prefix", ["", f"/{SPEECH}"], ids=["unified", "model-prefix"])
-
-
-def _tone(seconds: float, rate: int = 16_000, hz: float = 440.0) -> bytes:
-    """A WAV of a sine tone, 16-bit mono: what a microphone recording looks like to the engine."""
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        samples = (
-            int(0.3 * 32767 * math.sin(2 * math.pi * hz * i / rate)) for i in range(int(rate * seconds))
-        )
-        out.writeframes(b"".join(struct.pack("<h", sample) for sample in samples))
-    return buffer.getvalue()
 
 
 def _transcribe(fleet: Fleet, prefix: str, audio: bytes, model: str = SPEECH) -> httpx.Response:
@@ -187,7 +164,7 @@ def _transcribe(fleet: Fleet, prefix: str, audio: bytes, model: str = SPEECH) ->
 @SPEECH_ENDPOINTS
 def test_speech_is_transcribed_with_the_sdk(fleet: Fleet, prefix: str) -> None:
     transcript = fleet.client(prefix).audio.transcriptions.create(
-        model=SPEECH, file=("speech.wav", _tone(1.0), "audio/wav"), language="en"
+        model=SPEECH, file=("speech.wav", tone_wav(1.0), "audio/wav"), language="en"
     )
     assert transcript.text.strip() and transcript.text.isprintable(), transcript.text
 
@@ -195,7 +172,7 @@ def test_speech_is_transcribed_with_the_sdk(fleet: Fleet, prefix: str) -> None:
 @SPEECH_ENDPOINTS
 def test_the_audio_is_decoded_and_resampled_whatever_its_rate(fleet: Fleet, prefix: str) -> None:
     for seconds, rate in ((1.0, 16_000), (2.0, 11_025)):
-        reply = _transcribe(fleet, prefix, _tone(seconds, rate))
+        reply = _transcribe(fleet, prefix, tone_wav(seconds, rate))
         assert reply.status_code == 200, reply.text
         # The engine reports the duration it decoded: the audio reached it whole, at the right rate.
         assert reply.json()["usage"] == {"type": "duration", "seconds": int(seconds)}, reply.json()
@@ -206,14 +183,14 @@ def test_audio_no_model_could_decode_is_a_400_and_the_model_keeps_serving(fleet:
     reply = _transcribe(fleet, prefix, b"RIFF certainly not a wave file" * 8)
     assert reply.status_code == 400, reply.text
     assert "audio" in reply.json()["error"]["message"].lower(), reply.text
-    assert _transcribe(fleet, prefix, _tone(0.5)).status_code == 200
+    assert _transcribe(fleet, prefix, tone_wav(0.5)).status_code == 200
 
 
 def test_a_transcription_for_a_chat_model_and_a_chat_for_the_speech_model_are_400s_naming_the_task(
     fleet: Fleet,
 ) -> None:
     for prefix in ("", f"/{ALWAYS_ON}"):
-        reply = _transcribe(fleet, prefix, _tone(0.5), model=ALWAYS_ON)
+        reply = _transcribe(fleet, prefix, tone_wav(0.5), model=ALWAYS_ON)
         assert reply.status_code == 400, reply.text
         message = reply.json()["error"]["message"]
         assert f"'{ALWAYS_ON}' has task 'generate'" in message and "/v1/chat/completions" in message, message

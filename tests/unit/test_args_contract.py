@@ -46,3 +46,10 @@ def test_the_keys_directory_is_where_the_renderer_mounts_it() -> None:
 
     assert serve_config.API_KEYS_DIR_ENV == auth.API_KEYS_DIR_ENV
     assert serve_config.API_KEYS_DIR == auth.DEFAULT_API_KEYS_DIR
+
+
+def test_the_loopback_switch_modelfleet_up_sets_is_the_one_replicas_read() -> None:
+    from modelfleet import localray
+    from serving_app import loopback
+
+    assert localray.LOOPBACK_ENV == loopback.LOOPBACK_ENV

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import io
 import json
 import logging
 from pathlib import Path
@@ -25,6 +24,7 @@ from serving_app.auth import API_KEYS_DIR_ENV, RELOAD_S, ApiKeys
 from serving_app.errors import handle_validation_error
 from serving_app.frontdoor import add_front_door
 from serving_app.limits import RequestLimitsMiddleware
+from tests.support.media import png_data_url
 
 LIMITS = FrontDoorArgs(
     api_keys=["team-keys/a", "team-keys/b", "solo/key"],
@@ -232,14 +232,6 @@ def test_behind_a_models_own_door_a_call_without_model_has_the_models_task() -> 
     # Where the names behind a door have different tasks, a call without model is the endpoint's to refuse.
     mixed = TestClient(app({"chat": "generate", "minilm": "embed"}))
     assert post(mixed, {"input": "hi"}, path="/v1/embeddings").status_code == 200
-
-
-def png_data_url(width: int = 8, height: int = 6) -> str:
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.new("RGB", (width, height), (200, 30, 30)).save(buffer, "PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
 def image_chat(*parts: Any) -> dict[str, Any]:
