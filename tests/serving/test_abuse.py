@@ -24,8 +24,9 @@ from tests.serving.fleetspec import ALWAYS_ON, API_KEY, CAPACITY, SLEEPY, Fleet
 
 PREFIXES = ["", f"/{ALWAYS_ON}"]
 HELLO = [{"role": "user", "content": "Hello"}]
-# Long enough answers that requests overlap: exactly this many tokens each.
-LONG = {"max_tokens": 64, "min_tokens": 64, "ignore_eos": True}
+# Long enough answers that requests overlap: exactly this many tokens each. A wave of MAX_ONGOING of them
+# takes seconds on the tiny model, longer than the overload test's requests take to arrive (sent at once).
+LONG = {"max_tokens": 160, "min_tokens": 160, "ignore_eos": True}
 
 
 @dataclass
@@ -51,9 +52,17 @@ def test_overload_gets_quick_503s_with_retry_after_and_the_rest_succeed(fleet: F
     sent = CAPACITY + 40
     url = f"{fleet.url}{prefix}/v1/chat/completions"
     limits = httpx.Limits(max_connections=sent, max_keepalive_connections=sent)
+    # Every request waits for the others' threads, so all are sent at once: on a busy 2-core box starting 120
+    # threads one by one spread the arrivals over seconds, the first answers ended meanwhile and freed room.
+    together = threading.Barrier(sent, timeout=60)
+
+    def send(_: int) -> Outcome:
+        together.wait()
+        return stream_once(client, url)
+
     started = time.monotonic()
     with httpx.Client(limits=limits, timeout=120) as client, ThreadPoolExecutor(sent) as pool:
-        outcomes = list(pool.map(lambda _: stream_once(client, url), range(sent)))
+        outcomes = list(pool.map(send, range(sent)))
     elapsed = time.monotonic() - started
     codes = Counter(o.status for o in outcomes)
     refused = [o for o in outcomes if o.status == 503]
