@@ -16,7 +16,8 @@ names scraped from a Ray node's metrics port are:
   ``serving_app.autoscaling``.
 
 One middleware measures every front door: the router and the per-model ingress (standard mode)
-and the model server's own app (high-throughput mode). Metric objects are created once per process.
+and the model server's own app (high-throughput mode, where HAProxy also sends it the fleet endpoint's
+requests naming the model, marked with ROUTED_HEADER). Metric objects are created once per process.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 # Latency buckets (seconds) for time to first token: sub-10 ms on a warm GPU up to a wake from zero.
 TTFT_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300]
 INFER_PATH = "/v1/infer"
+# HAProxy's mark on a request to the fleet's endpoint it sent straight to the model's server (high-throughput
+# mode, modelfleet/haproxy.py): counted as `unified` there, where it arrived.
+ROUTED_HEADER = (b"x-modelfleet-endpoint", b"unified")
 # The `code` of a request whose client left before any answer (nginx's convention).
 CLIENT_CLOSED = 499
 # Why the ingress itself answered with an error, by HTTP status.
@@ -155,7 +159,10 @@ class RequestMetricsMiddleware:
             return
         started = time.monotonic()
         path: str = scope.get("path", "")
-        info = RequestInfo(endpoint="infer" if path.endswith(INFER_PATH) else self.endpoint)
+        endpoint = self.endpoint
+        if endpoint == "prefix" and ROUTED_HEADER in scope.get("headers", []):
+            endpoint = "unified"
+        info = RequestInfo(endpoint="infer" if path.endswith(INFER_PATH) else endpoint)
         if self.model:  # a model's own server: the request is the model's from the start
             info.start_waiting(self.model)
         token = _current.set(info)

@@ -20,7 +20,7 @@ from typing import Any, TextIO
 from modelfleet import yamlio
 from modelfleet.api.v1alpha1 import ModelFleet, ModelFleetStatus
 from modelfleet.api.validation import validate_fleet
-from modelfleet.localray import RayHead, start_head, stop_head, wait_for
+from modelfleet.localray import RayHead, start_head, stop_head, wait_for, write_unified_routes
 from modelfleet.render.cluster import HIGH_THROUGHPUT_ENV
 from modelfleet.render.serve_config import API_KEYS_DIR_ENV, serve_config
 from modelfleet.status import fleet_status
@@ -179,13 +179,19 @@ def up(
         cpus = num_cpus or max(2, os.cpu_count() or 2) * 2
         print(f"starting a local Ray head on 127.0.0.1 ({cpus} logical CPUs)", file=out)
         head = start_head(
-            num_cpus=cpus, serve_port=serve_port, extra_env=env, loopback_only=not allow_open_ports
+            num_cpus=cpus,
+            serve_port=serve_port,
+            extra_env=env,
+            loopback_only=not allow_open_ports,
+            route_by_model=True,
         )
     head.save(state)
     yamlio_path = state.with_suffix(".fleet.yaml")
     yamlio_path.write_text(yamlio.dump(document), encoding="utf-8")
+    serve_config = local_serve_config(fleet, head.serve_port)
+    write_unified_routes(head, serve_config)  # before the deploy, whose new routes restart HAProxy
     try:
-        head.deploy(local_serve_config(fleet, head.serve_port))
+        head.deploy(serve_config)
     except RuntimeError as error:
         raise LocalError(str(error)) from None
     local = LocalFleet(document=document, head=head)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shlex
 import shutil
 import socket
 import subprocess
@@ -23,6 +22,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeVar
+
+from modelfleet.haproxy import routes_by_model, wrapper_script
 
 T = TypeVar("T")
 
@@ -159,32 +160,31 @@ def ray_env(root: Path, extra: dict[str, str]) -> dict[str, str]:
 
 
 # Set in a local head's environment: every listener on 127.0.0.1 (serving_app/loopback.py reads it in every
-# replica: their inter-deployment gRPC servers; HAPROXY_LOOPBACK_WRAPPER covers HAProxy's).
+# replica: their inter-deployment gRPC servers; modelfleet/haproxy.py covers HAProxy's).
 LOOPBACK_ENV = "MODELFLEET_LOOPBACK_ONLY"
-# HAProxy as Ray runs it (RAY_SERVE_HAPROXY_BINARY_PATH, Ray's setting): rewrite the binds Ray's template puts
-# on every interface (`bind *:PORT` for stats, `bind :PORT` for metrics) to 127.0.0.1 in the config file Ray
-# passes with -f, then run the real binary with the same arguments (Ray finds its HAProxy processes by that
-# command line). Binds with a host (the frontends, on http_options.host) are left as they are.
-HAPROXY_LOOPBACK_WRAPPER = """#!/bin/sh
-# Written by modelfleet up: HAProxy with every listener on 127.0.0.1.
-config=""
-previous=""
-for arg in "$@"; do
-  [ "$previous" = "-f" ] && config="$arg"
-  previous="$arg"
-done
-[ -n "$config" ] && sed -i -E 's/^([[:space:]]*bind )[*]?:/\\1127.0.0.1:/' "$config"
-exec {real} "$@"
-"""
+# The fleet's routes by model for HAProxy (modelfleet/haproxy.py), in the head's root: `modelfleet up` writes
+# it before each deploy, the HAProxy wrapper reads it each time Ray (re)starts HAProxy.
+UNIFIED_ROUTES_FILE = "unified-routes.json"
 
 
-def loopback_env(root: Path) -> dict[str, str]:
-    """The environment keeping a local head's listeners on 127.0.0.1 (the HAProxy wrapper goes in `root`)."""
+def haproxy_env(root: Path, *, loopback: bool) -> dict[str, str]:
+    """The environment that runs a local head's HAProxy through modelfleet/haproxy.py (the wrapper goes in
+    `root`): the fleet's endpoint routed by model, and with `loopback` every listener on 127.0.0.1."""
     real = os.environ.get("RAY_SERVE_HAPROXY_BINARY_PATH") or _bundled_haproxy()
-    wrapper = root / "haproxy-loopback"
-    wrapper.write_text(HAPROXY_LOOPBACK_WRAPPER.format(real=shlex.quote(real)), encoding="utf-8")
+    wrapper = root / "haproxy-wrapper"
+    script = wrapper_script(sys.executable, real, loopback=loopback, routes_file=root / UNIFIED_ROUTES_FILE)
+    wrapper.write_text(script, encoding="utf-8")
     wrapper.chmod(0o755)
-    return {LOOPBACK_ENV: "1", "RAY_SERVE_HAPROXY_BINARY_PATH": str(wrapper)}
+    return {"RAY_SERVE_HAPROXY_BINARY_PATH": str(wrapper), **({LOOPBACK_ENV: "1"} if loopback else {})}
+
+
+def write_unified_routes(head: RayHead, serve_config: dict[str, Any]) -> None:
+    """Where this head runs HAProxy through our wrapper, tell it the models it may route by the body."""
+    if head.owned and head.root:
+        path = Path(head.root) / UNIFIED_ROUTES_FILE
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(routes_by_model(serve_config)), encoding="utf-8")
+        temporary.replace(path)  # HAProxy may be restarting right now: it reads the old file or the new
 
 
 def _bundled_haproxy() -> str:
@@ -202,15 +202,18 @@ def start_head(
     serve_port: int,
     extra_env: dict[str, str] | None = None,
     loopback_only: bool = False,
+    route_by_model: bool = False,
 ) -> RayHead:
     """Start a Ray head on 127.0.0.1 with its own temp dir; the caller must `stop_head` it.
 
     With `loopback_only`, the listeners Ray opens on every interface whatever its settings (replicas' gRPC,
-    HAProxy's stats and metrics) are kept on 127.0.0.1 too."""
+    HAProxy's stats and metrics) are kept on 127.0.0.1 too. With `route_by_model`, HAProxy routes the fleet's
+    endpoint by the body's model as `write_unified_routes` says (modelfleet/haproxy.py)."""
     # Unix socket paths are limited to ~107 bytes: keep the root short.
     root = Path(tempfile.mkdtemp(prefix="mf-", dir="/tmp"))
     (root / "tmp").mkdir()
-    extra_env = {**(loopback_env(root) if loopback_only else {}), **(extra_env or {})}
+    wrapped = haproxy_env(root, loopback=loopback_only) if loopback_only or route_by_model else {}
+    extra_env = {**wrapped, **(extra_env or {})}
     head = RayHead(
         root=str(root),
         gcs_port=free_port(),

@@ -53,3 +53,12 @@ def test_the_loopback_switch_modelfleet_up_sets_is_the_one_replicas_read() -> No
     from serving_app import loopback
 
     assert localray.LOOPBACK_ENV == loopback.LOOPBACK_ENV
+
+
+def test_haproxys_routing_mark_is_the_one_the_servers_metrics_read() -> None:
+    """The header HAProxy puts on the fleet endpoint's requests it routes by model (operator side) is the
+    one a model's server reads to count them as the fleet endpoint's."""
+    from modelfleet import haproxy
+    from serving_app import metrics
+
+    assert (haproxy.ROUTED_HEADER.encode(), b"unified") == metrics.ROUTED_HEADER

@@ -7,7 +7,6 @@ changes them, naming what to look at."""
 from __future__ import annotations
 
 import inspect
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -137,22 +136,18 @@ def test_haproxy_runs_the_binary_ray_serve_haproxy_binary_path_names_with_its_co
 
 
 def test_every_haproxy_bind_is_on_http_options_host_or_rewritten_to_loopback(tmp_path: Path) -> None:
-    """Run the wrapper `modelfleet up` puts in front of HAProxy on Ray's own template: afterwards every bind
+    """Run the edit `modelfleet up`'s HAProxy wrapper makes on Ray's own template: afterwards every bind
     names 127.0.0.1 or the frontend host (http_options.host, 127.0.0.1 locally). A bind Ray adds on every
     interface in another form fails here."""
     from ray.serve._private.haproxy_templates import HAPROXY_CONFIG_TEMPLATE
 
-    from modelfleet.localray import loopback_env
+    from modelfleet.haproxy import edit_config
 
     binds = [line for line in HAPROXY_CONFIG_TEMPLATE.splitlines() if line.strip().startswith("bind ")]
     assert len(binds) >= 3
     config = tmp_path / "haproxy.cfg"
     config.write_text("\n".join(binds) + "\n")
-    env = loopback_env(tmp_path)
-    wrapper = env["RAY_SERVE_HAPROXY_BINARY_PATH"]
-    # The wrapper then runs the real binary with the same arguments: point it at `true` for the test.
-    Path(wrapper).write_text(Path(wrapper).read_text().rsplit("exec ", 1)[0] + 'exec true "$@"\n')
-    subprocess.run([wrapper, "-db", "-f", str(config)], check=True, timeout=30)
+    edit_config(config, loopback=True, routes={})
     for line in config.read_text().splitlines():
         address = line.strip().removeprefix("bind ")
         hosts = ("127.0.0.1:", "{{ config.frontend_host }}:", "{{ config.grpc_frontend_host }}:")

@@ -1,0 +1,212 @@
+"""The fleet's endpoint routed by the body's `model` in HAProxy (modelfleet/haproxy.py), on the config Ray
+Serve renders and the HAProxy binary Ray Serve installs: a request naming a routed model reaches the model's
+backend under its prefix; everything else reaches the fleet's router untouched."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import pytest
+
+from modelfleet.api.v1alpha1 import ModelFleetSpec
+from modelfleet.haproxy import ROUTED_HEADER, route_by_model, routes_by_model
+from modelfleet.localray import UNIFIED_ROUTES_FILE, _bundled_haproxy, free_port, haproxy_env, wait_for
+from modelfleet.render.serve_config import serve_config
+
+
+class _Echo(BaseHTTPRequestHandler):
+    """A stand-in replica: answers every request with its server's name and the path it got."""
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("content-length") or 0)
+        body = self.rfile.read(length).decode() if length else ""
+        if "overload-me" in body:  # as Serve's replica refuses a request over its queue
+            self.send_response(503)
+            self.send_header("content-type", "text/plain; charset=utf-8")
+            self.send_header("retry-after", "1")
+            self.send_header("content-length", "35")
+            self.end_headers()
+            with contextlib.suppress(ConnectionError):  # HAProxy need not read what it replaces
+                self.wfile.write(b"Request dropped due to backpressure")
+            return
+        reply = json.dumps(
+            {
+                "server": self.server.name,  # type: ignore[attr-defined]
+                "path": self.path,
+                "body": body,
+                "endpoint": self.headers.get(ROUTED_HEADER),
+            }
+        ).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(reply)))
+        self.end_headers()
+        self.wfile.write(reply)
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def replicas() -> Iterator[dict[str, int]]:
+    """One echo server per application: the router at / and two models."""
+    servers = {}
+    for name in ("fleet", "alpha", "gamma"):
+        server = ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
+        server.name = name  # type: ignore[attr-defined]
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers[name] = server
+    yield {name: server.server_address[1] for name, server in servers.items()}
+    for server in servers.values():
+        server.shutdown()
+        server.server_close()
+
+
+def ray_config(root: Path, ports: dict[str, int], frontend_port: int) -> Path:
+    """Ray Serve's HAProxy config for these backends, rendered by Ray's own code."""
+    from ray.serve._private.haproxy import BackendConfig, HAProxyApi, HAProxyConfig, ServerConfig
+    from ray.serve.config import HTTPOptions
+
+    config = HAProxyConfig(
+        socket_path=str(root / "haproxy.sock"),
+        server_state_base=str(root / "state"),
+        server_state_file=str(root / "state" / "server-state"),
+        stats_port=free_port(),
+        metrics_port=free_port(),
+        metrics_socket_path=str(root / "metrics.sock"),
+        http_options=HTTPOptions(host="127.0.0.1", port=frontend_port),
+        has_received_routes=True,
+        has_received_servers=True,
+    )
+    backends = {
+        name: BackendConfig(
+            name=name,
+            app_name=name,
+            path_prefix="/" if name == "fleet" else f"/{name}",
+            servers=[ServerConfig(f"{name}-1", "127.0.0.1", port)],
+        )
+        for name, port in ports.items()
+    }
+    api = HAProxyApi(config, backends, config_file_path=str(root / "haproxy.cfg"))
+    api._generate_config_file_internal()
+    return root / "haproxy.cfg"
+
+
+def test_the_routes_are_the_models_haproxy_may_route_by_name() -> None:
+    spec = ModelFleetSpec.model_validate(
+        {
+            "models": [
+                {"name": "alpha", "source": "/m", "adapters": [{"name": "alpha-sql", "source": "/a"}]},
+                {"name": "gamma", "source": "/m", "routing": "prefixAware"},
+                {"name": "minilm", "source": "/m", "task": "embed"},
+            ],
+            "aliases": [{"name": "chat", "targets": [{"model": "alpha", "weight": 1}]}],
+        }
+    )
+    # Not the prefix-aware model (the router picks its replica by the prompt), no adapter or alias.
+    assert routes_by_model(serve_config(spec)) == {"alpha": "/alpha", "minilm": "/minilm"}
+
+
+def test_a_request_naming_a_model_reaches_its_backend_under_its_prefix(
+    tmp_path: Path, replicas: dict[str, int]
+) -> None:
+    frontend = free_port()
+    config = ray_config(tmp_path, replicas, frontend)
+    # beta is routed but not deployed (no backend): its requests must stay with the router.
+    (tmp_path / UNIFIED_ROUTES_FILE).write_text(json.dumps({"alpha": "/alpha", "beta": "/beta"}))
+    env = haproxy_env(tmp_path, loopback=True)
+    haproxy = subprocess.Popen(
+        [env["RAY_SERVE_HAPROXY_BINARY_PATH"], "-db", "-f", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{frontend}"
+    try:
+        with httpx.Client(base_url=url, timeout=10) as client:
+
+            def post(path: str, body: Any) -> dict[str, Any]:
+                # A client's own routing mark never gets through: HAProxy sets it on what it routed only.
+                reply = client.post(path, content=json.dumps(body), headers={ROUTED_HEADER: "unified"})
+                assert reply.status_code == 200, reply.text
+                answer: dict[str, Any] = reply.json()
+                return answer
+
+            def answers() -> bool:
+                try:
+                    return client.get("/v1/models").status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            wait_for("HAProxy", answers, timeout_s=30)
+            chat = {"messages": [{"role": "user", "content": "hi"}], "model": "alpha", "stream": True}
+            routed = post("/v1/chat/completions", chat)
+            assert (routed["server"], routed["path"]) == ("alpha", "/alpha/v1/chat/completions")
+            assert routed["endpoint"] == "unified"  # the model's server counts it as the fleet endpoint's
+            assert json.loads(routed["body"]) == chat  # the body goes on whole
+            assert post("/v1/embeddings", {"model": "alpha", "input": "x"})["path"] == "/alpha/v1/embeddings"
+            assert post("/v1/completions?x=1", {"model": "alpha"})["path"] == "/alpha/v1/completions?x=1"
+            # The router's: other names (adapters, aliases, unknown, not deployed), other paths, no model.
+            for path, body in [
+                ("/v1/chat/completions", {"model": "alpha-sql"}),
+                ("/v1/chat/completions", {"model": "beta"}),
+                ("/v1/chat/completions", {"model": "alph"}),
+                ("/v1/chat/completions", {"messages": []}),
+                ("/v1/chat/completions", "not json"),
+                ("/v1/infer", {"model": "alpha"}),
+                ("/alpha/v1/chat/completions", {"model": "fleet"}),
+            ]:
+                reached = post(path, body)
+                expected = "alpha" if path.startswith("/alpha/") else "fleet"
+                assert (reached["server"], reached["path"], reached["endpoint"]) == (expected, path, None), (
+                    body
+                )
+            assert client.get("/v1/models").json()["server"] == "fleet"
+            # A full queue's refusal: OpenAI's shape on the fleet's endpoint, as the router answers it.
+            refused = client.post("/v1/chat/completions", json={"model": "alpha", "user": "overload-me"})
+            assert (refused.status_code, refused.headers["retry-after"]) == (503, "1")
+            assert refused.json()["error"] == {
+                "message": "The model is overloaded (its queue is full), retry in 1s.",
+                "type": "overloaded_error",
+                "param": None,
+                "code": 503,
+            }
+            # Under the model's own prefix HAProxy passes the replica's answer on as it is.
+            direct = client.post("/alpha/v1/chat/completions", json={"model": "alpha", "user": "overload-me"})
+            assert (direct.status_code, direct.text) == (503, "Request dropped due to backpressure")
+        # Every listener of this HAProxy is on loopback (the stats frontend Ray's template binds on *).
+        listening = [c.laddr for c in psutil.Process(haproxy.pid).net_connections() if c.status == "LISTEN"]
+        assert listening and all(address.ip == "127.0.0.1" for address in listening), listening
+    finally:
+        haproxy.kill()
+        output = haproxy.communicate(timeout=30)[0].decode(errors="replace")
+    # (Ray's metrics log socket has no reader here: HAProxy's alerts about that are not the config's.)
+    alerts = [line for line in output.splitlines() if "[ALERT]" in line and "failed in logger" not in line]
+    assert not alerts, output
+
+
+def test_the_edit_leaves_a_config_without_an_http_frontend_or_deployed_models_alone(
+    tmp_path: Path, replicas: dict[str, int]
+) -> None:
+    config = ray_config(tmp_path, {"fleet": replicas["fleet"]}, free_port()).read_text()
+    assert route_by_model(config, {"alpha": "/alpha"}) == config
+    assert route_by_model("global\n    maxconn 10\n", {"alpha": "/alpha"}) == "global\n    maxconn 10\n"
+
+
+def test_haproxy_accepts_the_edited_config(tmp_path: Path, replicas: dict[str, int]) -> None:
+    config = ray_config(tmp_path, replicas, free_port())
+    config.write_text(route_by_model(config.read_text(), {"alpha": "/alpha", "gamma": "/gamma"}))
+    check = subprocess.run(
+        [_bundled_haproxy(), "-c", "-f", str(config)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
