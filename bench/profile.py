@@ -65,6 +65,18 @@ def top_frames(path: Path, n: int = 15) -> list[tuple[str, float]]:
     return [(frame, round(100 * c / total, 1)) for frame, c in counts.most_common(n)] if total else []
 
 
+def stack_share(path: Path, marker: str) -> float:
+    """Share (%) of a py-spy raw file's samples with `marker` (e.g. a package's folder) anywhere in the stack:
+    the time spent in that code and in what it called."""
+    hit = total = 0
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if count.isdigit():
+            total += int(count)
+            hit += int(count) if marker in stack else 0
+    return round(100 * hit / total, 1) if total else 0.0
+
+
 def run(
     which: str, model_dir: Path, work_dir: Path, *, concurrency: int, duration_s: float, py_spy: bool
 ) -> dict[str, Any]:
@@ -116,6 +128,13 @@ def run(
                     f"{after.get(int(p.stem.split('-')[1]), ('?', 0))[0]} ({p.stem})": top_frames(p)
                     for p in sorted(work_dir.glob("pyspy-*.txt"))
                 },
+                # ModelFleet's own code (serving_app/) in each process: what is ours to remove.
+                "py_spy_serving_app_percent": {
+                    f"{after.get(int(p.stem.split('-')[1]), ('?', 0))[0]} ({p.stem})": stack_share(
+                        p, "serving_app/"
+                    )
+                    for p in sorted(work_dir.glob("pyspy-*.txt"))
+                },
             }
             for path in work_dir.glob("pyspy-*.txt"):
                 path.rename(work_dir / f"done-{endpoint.path.strip('/').replace('/', '_')}-{path.name}")
@@ -130,6 +149,6 @@ _HOT = {"Serve proxy", "vLLM API server", "vLLM engine core", "vLLM worker"} | {
         "FleetRouter",
         "OpenAiIngress",
         "LLMServer:llm",
-        "LLMServer:tiny",
+        "LLMRouter",  # high-throughput mode: HAProxy asks it for each request's replica
     )
 }

@@ -86,11 +86,31 @@ def serving(body: dict[str, Any]) -> str:
             for r in body["ratios"]
         ],
     )
+    unified = _table(
+        [
+            "fleet's endpoint",
+            "conc.",
+            "req/s / the prefix's",
+            "TTFT p50 - the prefix's (ms)",
+            "server CPU per request / the prefix's",
+        ],
+        [
+            [
+                r["system"],
+                r["concurrency"],
+                r.get("requests_per_s_vs_prefix"),
+                r.get("ttft_p50_overhead_ms_vs_prefix"),
+                r.get("server_cpu_ms_per_request_vs_prefix"),
+            ]
+            for r in body["ratios"]
+            if "requests_per_s_vs_prefix" in r
+        ],
+    )
     startups = _table(
         ["round", "server", "startup s"],
         [[s["round"], s["server"], round(s["startup_s"], 1)] for s in body["startups"]],
     )
-    return f"{table}\n\n{ratios}\n\n{startups}"
+    return f"{table}\n\n{ratios}\n\n{unified}\n\n{startups}"
 
 
 def wake(body: dict[str, Any]) -> str:

@@ -194,6 +194,17 @@ def ratios(table: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     row[f"ttft_p50_overhead_ms_vs_{base_key}"] = round(
                         mine["ttft_p50_ms"] - base["ttft_p50_ms"], 2
                     )
+            # The fleet's endpoint against the same fleet's model prefix (issue 14's target: >= 0.95x the
+            # throughput at c=32, TTFT p50 within +3 ms at c=1).
+            prefix = by.get((fleet.replace("(unified /v1)", f"(prefix /{servers.MODEL}/v1)"), concurrency))
+            if "(unified /v1)" in fleet and prefix:
+                for metric in ("requests_per_s", "server_cpu_ms_per_request"):
+                    if prefix.get(metric) and mine.get(metric) is not None:
+                        row[f"{metric}_vs_prefix"] = round(mine[metric] / prefix[metric], 3)
+                if prefix["ttft_p50_ms"] is not None and mine["ttft_p50_ms"] is not None:
+                    row["ttft_p50_overhead_ms_vs_prefix"] = round(
+                        mine["ttft_p50_ms"] - prefix["ttft_p50_ms"], 2
+                    )
             out.append(row)
     return out
 

@@ -159,9 +159,8 @@ class RequestMetricsMiddleware:
             return
         started = time.monotonic()
         path: str = scope.get("path", "")
-        endpoint = self.endpoint
-        if endpoint == "prefix" and ROUTED_HEADER in scope.get("headers", []):
-            endpoint = "unified"
+        routed = self.endpoint == "prefix" and ROUTED_HEADER in scope.get("headers", [])
+        endpoint = "unified" if routed else self.endpoint
         info = RequestInfo(endpoint="infer" if path.endswith(INFER_PATH) else endpoint)
         if self.model:  # a model's own server: the request is the model's from the start
             info.start_waiting(self.model)
@@ -200,6 +199,8 @@ class RequestMetricsMiddleware:
             _current.reset(token)
             info.stop_waiting()
             m = _metrics()
-            m.requests.inc(tags={"model": info.model, "endpoint": info.endpoint, "code": str(code)})
+            # As on the router, a request refused for its key never counts as the model's.
+            model = "" if routed and code == 401 else info.model
+            m.requests.inc(tags={"model": model, "endpoint": info.endpoint, "code": str(code)})
             if info.error is not None:
                 m.router_errors.inc(tags={"endpoint": info.endpoint, "reason": info.error})

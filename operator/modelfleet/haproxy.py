@@ -9,12 +9,15 @@ with Ray's arguments unchanged (Ray finds its HAProxy processes by that command 
    (`bind *:`, `bind :`) whatever its settings; they move to 127.0.0.1. Binds with a host (http_options.host)
    stay.
 2. The fleet's endpoint routes by the body's `model` (`--routes FILE`, written by `modelfleet up` from the
-   Serve config: `routes_by_model`). A POST to /v1/chat/completions, /v1/completions or /v1/embeddings whose
+   Serve config: `unified_routing`). A POST to /v1/chat/completions, /v1/completions or /v1/embeddings whose
    JSON names one of those models gets the model's path prefix put in front of its path; from there Ray's own
    rules treat it as a request to the model's prefix: its request router picks a replica and HAProxy streams
    straight to the model's server, with no Python hop. Everything else (other paths, adapters, aliases,
-   unknown names, prefix-aware models, a body not in within BODY_WAIT) goes to the fleet's router as before,
-   so the router's answers (404 listing the models, /v1/models, /v1/infer) are unchanged.
+   unknown names, prefix-aware models, a body larger than HAProxy's buffer) goes to the fleet's router as
+   before, so the router's answers (404 listing the models, /v1/models, /v1/infer) are unchanged. HAProxy
+   waits for a body up to the fleet's limits.bodyTimeoutSeconds, then answers the router's 408; the errors
+   a model's server answers in another shape than the router (Serve's plain-text 503 for a full queue) are
+   rewritten to the router's.
 """
 
 from __future__ import annotations
@@ -26,45 +29,80 @@ import os
 import re
 import shlex
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modelfleet.render.serve_config import MODEL_IMPORT_PATH, ROUTING
+from modelfleet.render.serve_config import MODEL_IMPORT_PATH, ROUTER_APP_NAME, ROUTING
 
 # The router's JSON endpoints a model answers under its own prefix too (transcriptions are multipart forms).
 ROUTED_PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
-# How long HAProxy waits for a body to read `model` from. A client still sending after that is the router's
-# (which applies limits.bodyTimeoutSeconds): HAProxy never holds a request longer than this for us.
-BODY_WAIT = "1s"
 _MODEL_VAR = "txn.modelfleet_model"
 _PREFIX_VAR = "txn.modelfleet_prefix"
 _RETRY_VAR = "txn.modelfleet_retry_after"
+
+
+def _error(code: int, message: str, kind: str) -> str:
+    """An OpenAI-shaped error body, as the fleet's router sends them (serving_app/errors.py)."""
+    return json.dumps({"error": {"message": message, "type": kind, "param": None, "code": code}})
+
+
+def _escaped(text: str) -> str:
+    """`text` inside an HAProxy double-quoted argument."""
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _too_slow(body_timeout_s: float) -> str:
+    """The router's 408 (serving_app/limits.py), minus the byte count HAProxy does not report."""
+    message = f"The request body did not arrive within {body_timeout_s:g} s (limits.bodyTimeoutSeconds)."
+    return _error(408, message, "invalid_request_error")
+
+
 # The router's answer to a full queue (serving_app/ingress.py), as an HAProxy log-format string.
-_OVERLOADED = json.dumps(
-    {
-        "error": {
-            "message": f"The model is overloaded (its queue is full), retry in %[var({_RETRY_VAR})]s.",
-            "type": "overloaded_error",
-            "param": None,
-            "code": 503,
-        }
-    }
-).replace('"', '\\"')
+_OVERLOADED = _escaped(
+    _error(
+        503,
+        f"The model is overloaded (its queue is full), retry in %[var({_RETRY_VAR})]s.",
+        "overloaded_error",
+    )
+)
 # Set (only) by HAProxy on the requests it routed by model; a client's own is removed first.
 ROUTED_HEADER = "x-modelfleet-endpoint"
 _ANY_INTERFACE_BIND = re.compile(r"^(\s*bind )\*?:", re.MULTILINE)
 
 
-def routes_by_model(serve_config: Mapping[str, Any]) -> dict[str, str]:
-    """Model name -> its application's route prefix, for the models HAProxy may route by the body: every
-    model application but prefix-aware ones (the fleet's router picks their replica by the prompt). Adapters
-    stay with the router too: it sends them to a replica that has them loaded (Serve's multiplexing)."""
-    routes: dict[str, str] = {}
+@dataclass(frozen=True)
+class UnifiedRouting:
+    """What HAProxy needs to route the fleet's endpoint by model (the routes file, as JSON)."""
+
+    # Model name -> its application's route prefix.
+    models: dict[str, str] = field(default_factory=dict)
+    # The fleet's limits.bodyTimeoutSeconds: how long HAProxy waits for a body to read `model` from. A body
+    # still missing then gets the 408 the router would give (OpenAI's shape, naming the limit).
+    body_timeout_s: float = 30.0
+
+    def dumps(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def load(cls, path: Path) -> UnifiedRouting:
+        found = json.loads(path.read_text(encoding="utf-8"))
+        return cls(models=dict(found["models"]), body_timeout_s=float(found["body_timeout_s"]))
+
+
+def unified_routing(serve_config: Mapping[str, Any]) -> UnifiedRouting:
+    """The models HAProxy may route by the body: every model application but prefix-aware ones (the fleet's
+    router picks their replica by the prompt). Adapters stay with the router too: it sends them to a replica
+    that has them loaded (Serve's multiplexing)."""
+    models: dict[str, str] = {}
+    body_timeout_s = UnifiedRouting.body_timeout_s
     for app in serve_config.get("applications", []):
         args = app.get("args") or {}
+        if app.get("name") == ROUTER_APP_NAME:
+            body_timeout_s = float(args["front_door"]["body_timeout_s"])
         if app.get("import_path") == MODEL_IMPORT_PATH and args.get("routing") != ROUTING["prefixAware"]:
-            routes[str(args["name"])] = str(app["route_prefix"])
-    return dict(sorted(routes.items()))
+            models[str(args["name"])] = str(app["route_prefix"])
+    return UnifiedRouting(models=dict(sorted(models.items())), body_timeout_s=body_timeout_s)
 
 
 def bind_loopback(config: str) -> str:
@@ -72,7 +110,7 @@ def bind_loopback(config: str) -> str:
     return _ANY_INTERFACE_BIND.sub(r"\g<1>127.0.0.1:", config)
 
 
-def route_by_model(config: str, routes: Mapping[str, str]) -> str:
+def route_by_model(config: str, routing: UnifiedRouting) -> str:
     """The rules of the module docstring's item 2, placed first in `frontend http_frontend` (before Ray's
     path rules read the path). A model whose prefix has no backend in this config (not deployed yet, or
     removed) gets no rule: its requests stay with the router, which knows what to answer."""
@@ -82,6 +120,7 @@ def route_by_model(config: str, routes: Mapping[str, str]) -> str:
         bind = next(i for i in range(start + 1, len(lines)) if lines[i].strip().startswith("bind "))
     except StopIteration:
         return config  # not Ray's HTTP config (e.g. gRPC only): nothing to route
+    routes = routing.models
     deployed = {prefix for prefix in set(routes.values()) if f" path_beg {prefix}/\n" in config}
     served = {name: prefix for name, prefix in sorted(routes.items()) if prefix in deployed}
     if not served:
@@ -92,7 +131,10 @@ def route_by_model(config: str, routes: Mapping[str, str]) -> str:
         "    # ModelFleet: a request to the fleet's endpoint naming a model goes to the model's prefix",
         f"    http-request del-header {ROUTED_HEADER}",
         f"    acl modelfleet_by_model path {' '.join(ROUTED_PATHS)}",
-        f"    http-request wait-for-body time {BODY_WAIT} if {asked}",
+        # HAProxy's own 408 (a body not in within the limit), in the router's words and shape.
+        "    http-error status 408 content-type application/json hdr Connection close "
+        f'string "{_escaped(_too_slow(routing.body_timeout_s))}"',
+        f"    http-request wait-for-body time {round(routing.body_timeout_s * 1000)}ms if {asked}",
         f"    http-request set-var({_MODEL_VAR}) req.body,json_query('$.model') if {asked}",
     ]
     for model, prefix in served.items():
@@ -121,9 +163,10 @@ def config_path(haproxy_args: Sequence[str]) -> Path | None:
     return None
 
 
-def edit_config(path: Path, *, loopback: bool, routes: Mapping[str, str]) -> None:
+def edit_config(path: Path, *, loopback: bool, routing: UnifiedRouting | None) -> None:
     text = path.read_text(encoding="utf-8")
-    edited = route_by_model(bind_loopback(text) if loopback else text, routes)
+    edited = bind_loopback(text) if loopback else text
+    edited = route_by_model(edited, routing) if routing else edited
     if edited != text:
         path.write_text(edited, encoding="utf-8")
 
@@ -142,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--real", required=True, help="the HAProxy binary to run")
     parser.add_argument("--loopback", action="store_true", help="move binds on every interface to 127.0.0.1")
     parser.add_argument(
-        "--routes", type=Path, help="JSON {model: route prefix} to route the fleet's endpoint"
+        "--routes", type=Path, help="the fleet's UnifiedRouting as JSON (absent: the router routes)"
     )
     parser.add_argument("haproxy_args", nargs=argparse.REMAINDER)
     options = parser.parse_args(argv)
@@ -150,11 +193,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if haproxy_args[:1] == ["--"]:
         haproxy_args = haproxy_args[1:]
     config = config_path(haproxy_args)
-    routes: dict[str, str] = {}
-    if options.routes and options.routes.is_file():
-        routes = json.loads(options.routes.read_text(encoding="utf-8"))
+    routing = UnifiedRouting.load(options.routes) if options.routes and options.routes.is_file() else None
     if config is not None:
-        edit_config(config, loopback=options.loopback, routes=routes)
+        edit_config(config, loopback=options.loopback, routing=routing)
     os.execv(options.real, [options.real, *haproxy_args])
 
 

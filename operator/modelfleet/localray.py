@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from modelfleet.haproxy import routes_by_model, wrapper_script
+from modelfleet.haproxy import unified_routing, wrapper_script
 
 T = TypeVar("T")
 
@@ -183,7 +183,7 @@ def write_unified_routes(head: RayHead, serve_config: dict[str, Any]) -> None:
     if head.owned and head.root:
         path = Path(head.root) / UNIFIED_ROUTES_FILE
         temporary = path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(routes_by_model(serve_config)), encoding="utf-8")
+        temporary.write_text(unified_routing(serve_config).dumps(), encoding="utf-8")
         temporary.replace(path)  # HAProxy may be restarting right now: it reads the old file or the new
 
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socket
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -18,7 +20,7 @@ import psutil
 import pytest
 
 from modelfleet.api.v1alpha1 import ModelFleetSpec
-from modelfleet.haproxy import ROUTED_HEADER, route_by_model, routes_by_model
+from modelfleet.haproxy import ROUTED_HEADER, UnifiedRouting, route_by_model, unified_routing
 from modelfleet.localray import UNIFIED_ROUTES_FILE, _bundled_haproxy, free_port, haproxy_env, wait_for
 from modelfleet.render.serve_config import serve_config
 
@@ -112,10 +114,11 @@ def test_the_routes_are_the_models_haproxy_may_route_by_name() -> None:
                 {"name": "minilm", "source": "/m", "task": "embed"},
             ],
             "aliases": [{"name": "chat", "targets": [{"model": "alpha", "weight": 1}]}],
+            "limits": {"bodyTimeoutSeconds": 30},
         }
     )
     # Not the prefix-aware model (the router picks its replica by the prompt), no adapter or alias.
-    assert routes_by_model(serve_config(spec)) == {"alpha": "/alpha", "minilm": "/minilm"}
+    assert unified_routing(serve_config(spec)) == UnifiedRouting({"alpha": "/alpha", "minilm": "/minilm"}, 30)
 
 
 def test_a_request_naming_a_model_reaches_its_backend_under_its_prefix(
@@ -124,7 +127,8 @@ def test_a_request_naming_a_model_reaches_its_backend_under_its_prefix(
     frontend = free_port()
     config = ray_config(tmp_path, replicas, frontend)
     # beta is routed but not deployed (no backend): its requests must stay with the router.
-    (tmp_path / UNIFIED_ROUTES_FILE).write_text(json.dumps({"alpha": "/alpha", "beta": "/beta"}))
+    routing = UnifiedRouting({"alpha": "/alpha", "beta": "/beta"}, body_timeout_s=2)
+    (tmp_path / UNIFIED_ROUTES_FILE).write_text(routing.dumps())
     env = haproxy_env(tmp_path, loopback=True)
     haproxy = subprocess.Popen(
         [env["RAY_SERVE_HAPROXY_BINARY_PATH"], "-db", "-f", str(config)],
@@ -184,6 +188,19 @@ def test_a_request_naming_a_model_reaches_its_backend_under_its_prefix(
             # Under the model's own prefix HAProxy passes the replica's answer on as it is.
             direct = client.post("/alpha/v1/chat/completions", json={"model": "alpha", "user": "overload-me"})
             assert (direct.status_code, direct.text) == (503, "Request dropped due to backpressure")
+            # A body that does not arrive within limits.bodyTimeoutSeconds: the router's 408, in its shape.
+            started = time.monotonic()
+            with socket.create_connection(("127.0.0.1", frontend), timeout=30) as slow:
+                slow.sendall(
+                    b'POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"model"'
+                )
+                answer = slow.recv(65536)
+            status, _, body = answer.partition(b"\r\n\r\n")
+            assert status.startswith(b"HTTP/1.1 408"), answer
+            assert json.loads(body)["error"]["message"] == (
+                "The request body did not arrive within 2 s (limits.bodyTimeoutSeconds)."
+            )
+            assert 1.5 < time.monotonic() - started < 10
         # Every listener of this HAProxy is on loopback (the stats frontend Ray's template binds on *).
         listening = [c.laddr for c in psutil.Process(haproxy.pid).net_connections() if c.status == "LISTEN"]
         assert listening and all(address.ip == "127.0.0.1" for address in listening), listening
@@ -199,13 +216,16 @@ def test_the_edit_leaves_a_config_without_an_http_frontend_or_deployed_models_al
     tmp_path: Path, replicas: dict[str, int]
 ) -> None:
     config = ray_config(tmp_path, {"fleet": replicas["fleet"]}, free_port()).read_text()
-    assert route_by_model(config, {"alpha": "/alpha"}) == config
-    assert route_by_model("global\n    maxconn 10\n", {"alpha": "/alpha"}) == "global\n    maxconn 10\n"
+    routing = UnifiedRouting({"alpha": "/alpha"})
+    assert route_by_model(config, routing) == config
+    assert route_by_model("global\n    maxconn 10\n", routing) == "global\n    maxconn 10\n"
 
 
 def test_haproxy_accepts_the_edited_config(tmp_path: Path, replicas: dict[str, int]) -> None:
     config = ray_config(tmp_path, replicas, free_port())
-    config.write_text(route_by_model(config.read_text(), {"alpha": "/alpha", "gamma": "/gamma"}))
+    config.write_text(
+        route_by_model(config.read_text(), UnifiedRouting({"alpha": "/alpha", "gamma": "/gamma"}))
+    )
     check = subprocess.run(
         [_bundled_haproxy(), "-c", "-f", str(config)], capture_output=True, text=True, timeout=60, check=False
     )

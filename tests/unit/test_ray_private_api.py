@@ -147,7 +147,7 @@ def test_every_haproxy_bind_is_on_http_options_host_or_rewritten_to_loopback(tmp
     assert len(binds) >= 3
     config = tmp_path / "haproxy.cfg"
     config.write_text("\n".join(binds) + "\n")
-    edit_config(config, loopback=True, routes={})
+    edit_config(config, loopback=True, routing=None)
     for line in config.read_text().splitlines():
         address = line.strip().removeprefix("bind ")
         hosts = ("127.0.0.1:", "{{ config.frontend_host }}:", "{{ config.grpc_frontend_host }}:")

@@ -152,6 +152,31 @@ def test_a_model_server_counts_its_model_from_the_start(recorded: metrics._Metri
     assert recorded.waiting.get(model="alpha", endpoint="prefix") == [1, 0]
 
 
+def test_a_request_haproxy_routed_from_the_fleets_endpoint_counts_as_the_fleet_endpoints(
+    recorded: metrics._Metrics,
+) -> None:
+    """High-throughput mode under `modelfleet up`: HAProxy sends the fleet endpoint's requests naming a model
+    to the model's own server, marked; counted there as `unified`, and a refused key as no model's (as the
+    router counts them)."""
+    app = FastAPI()
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request) -> JSONResponse:
+        authorized = request.headers.get("authorization") == "Bearer k"
+        return JSONResponse({}, status_code=200 if authorized else 401)
+
+    app.add_middleware(metrics.RequestMetricsMiddleware, endpoint="prefix", model="alpha")
+    client = TestClient(app)
+    routed = {metrics.ROUTED_HEADER[0].decode(): metrics.ROUTED_HEADER[1].decode()}
+    assert client.post("/v1/chat/completions", headers={**routed, "authorization": "Bearer k"}).is_success
+    assert client.post("/v1/chat/completions", headers=routed).status_code == 401
+    assert client.post("/v1/chat/completions").status_code == 401  # the model's own prefix
+    assert len(recorded.requests.get(model="alpha", endpoint="unified", code="200")) == 1
+    assert len(recorded.requests.get(model="", endpoint="unified", code="401")) == 1
+    assert len(recorded.requests.get(model="alpha", endpoint="prefix", code="401")) == 1
+    assert recorded.waiting.get(model="alpha", endpoint="unified") == [1, 0, 1, 0]
+
+
 def test_an_unhandled_error_is_a_500_and_a_router_error(recorded: metrics._Metrics) -> None:
     app = FastAPI()
 
