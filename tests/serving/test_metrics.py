@@ -16,6 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from modelfleet.localray import wait_for
+from modelfleet.render.serve_config import ROUTER_APP_NAME
 from serving_app.server import server_deployment_name
 from tests.serving.fleetspec import ALWAYS_ON, SLEEPY, Fleet
 
@@ -153,6 +154,38 @@ def test_requests_and_a_wake_move_the_counters_by_the_right_amounts(fleet: Fleet
     for model in (ALWAYS_ON, SLEEPY):
         waiting = total(after, "ray_modelfleet_requests_waiting", model=model)
         assert waiting == 0, f"{model}: {waiting} requests still counted as waiting"
+
+
+def test_serves_own_http_metrics_show_which_application_took_the_fleet_endpoints_requests(
+    fleet: Fleet,
+) -> None:
+    """In high-throughput mode `modelfleet up`'s HAProxy sends the fleet endpoint's requests for a model to
+    the model's application itself (modelfleet/haproxy.py: no router hop), and its `/v1/models` to the router;
+    on the standard path the router application takes both. Serve's own per-application HTTP counter says
+    so."""
+    settled(fleet)
+    name = "ray_serve_num_http_requests_total"
+    before = scrape(fleet)
+    client, chats = fleet.client(), 3
+    for _ in range(chats):
+        client.chat.completions.create(model=ALWAYS_ON, messages=CHAT, max_tokens=2)  # type: ignore[arg-type]
+    assert ALWAYS_ON in {m.id for m in client.models.list()}
+    want = {ROUTER_APP_NAME: 1.0, ALWAYS_ON: float(chats)}
+    if not fleet.high_throughput:
+        want = {ROUTER_APP_NAME: float(chats + 1), ALWAYS_ON: 0.0}
+    got: dict[str, float] = {}
+
+    def counted() -> bool:
+        after = scrape(fleet)
+        got.update(
+            {app: total(after, name, application=app) - total(before, name, application=app) for app in want}
+        )
+        return got == want
+
+    try:
+        wait_for("Serve's HTTP counters to move", counted, timeout_s=REPORT_INTERVAL_S * 6, every_s=1)
+    except TimeoutError:
+        pytest.fail(f"requests by application: got {got}, want {want}")
 
 
 def wake_bucket(before: Samples, after: Samples) -> tuple[float, float]:
