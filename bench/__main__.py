@@ -24,7 +24,10 @@ def run_part(part: str, work_dir: Path, args: argparse.Namespace) -> Path:
     if part == "serving":
         from bench import serving
 
-        body = serving.run(_tiny_model(work_dir), work_dir, rounds=args.rounds, duration_s=args.duration)
+        body = serving.run(
+            _tiny_model(work_dir), work_dir, rounds=args.rounds, duration_s=args.duration, server=args.server
+        )
+        part = f"serving-{args.server}" if args.server else part  # one server's run beside the full one
     elif part == "wake":
         from bench import wake
 
@@ -71,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         "server",
         nargs="?",
         choices=("bare-vllm", "ray-serve-llm", "ray-serve-llm-ht", "modelfleet", "modelfleet-standard"),
-        help="profile: which server",
+        help="profile: which server; serving: only this one (written to serving-SERVER.json)",
     )
     parser.add_argument("--concurrency", type=int, default=8, help="profile: concurrent streams")
     parser.add_argument("--py-spy", action="store_true", help="profile: record py-spy stacks too")

@@ -65,15 +65,25 @@ def top_frames(path: Path, n: int = 15) -> list[tuple[str, float]]:
     return [(frame, round(100 * c / total, 1)) for frame, c in counts.most_common(n)] if total else []
 
 
-def stack_share(path: Path, marker: str) -> float:
-    """Share (%) of a py-spy raw file's samples with `marker` (e.g. a package's folder) anywhere in the stack:
-    the time spent in that code and in what it called."""
+# Frames of the code our middlewares wrap or call into on every request (the app, the ASGI server): time
+# spent in them under our frames is theirs, not ours.
+WRAPPED = ("vllm/", "fastapi/", "starlette/", "uvicorn/", "ray/llm/", "ray/serve/")
+
+
+def own_share(path: Path, package: str = "serving_app/") -> float:
+    """Share (%) of a py-spy raw file's samples spent in `package`'s own code: a serving_app frame on the
+    stack with no frame of the code it wraps (WRAPPED) after the last one (a middleware awaiting vLLM's
+    handler is not ours; its JSON parsing, key check or metric recording is)."""
     hit = total = 0
     for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
         stack, _, count = line.rpartition(" ")
-        if count.isdigit():
-            total += int(count)
-            hit += int(count) if marker in stack else 0
+        if not count.isdigit():
+            continue
+        total += int(count)
+        frames = stack.split(";")
+        ours = [i for i, frame in enumerate(frames) if package in frame]
+        if ours and not any(w in frame for frame in frames[ours[-1] + 1 :] for w in WRAPPED):
+            hit += int(count)
     return round(100 * hit / total, 1) if total else 0.0
 
 
@@ -108,9 +118,9 @@ def run(
             served = max(1, len([s for s in result.samples if s.ok]))
             tokens = max(1, sum(s.output_tokens for s in result.samples if s.ok))
             per_role: dict[str, float] = collections.defaultdict(float)
-            for pid, (role, cpu) in after.items():
+            for pid, (what, cpu) in after.items():
                 if pid in before:
-                    per_role[role] += cpu - before[pid][1]
+                    per_role[what] += cpu - before[pid][1]
             report["endpoints"][endpoint.system] = {
                 **result.summary(),
                 "wall_s": round(wall, 2),
@@ -130,9 +140,7 @@ def run(
                 },
                 # ModelFleet's own code (serving_app/) in each process: what is ours to remove.
                 "py_spy_serving_app_percent": {
-                    f"{after.get(int(p.stem.split('-')[1]), ('?', 0))[0]} ({p.stem})": stack_share(
-                        p, "serving_app/"
-                    )
+                    f"{after.get(int(p.stem.split('-')[1]), ('?', 0))[0]} ({p.stem})": own_share(p)
                     for p in sorted(work_dir.glob("pyspy-*.txt"))
                 },
             }

@@ -70,17 +70,29 @@ def _log(message: str) -> None:
 
 
 def run(
-    model_dir: Path, work_dir: Path, *, rounds: int = ROUNDS, duration_s: float = CELL_DURATION_S
+    model_dir: Path,
+    work_dir: Path,
+    *,
+    rounds: int = ROUNDS,
+    duration_s: float = CELL_DURATION_S,
+    server: str | None = None,
 ) -> dict[str, Any]:
+    """Every system (or only `server`), `rounds` times; a fleet's two endpoints are measured in turn, the
+    fleet's first in odd rounds and the prefix first in even ones (the first cells after a start pay for
+    what the processes still do then)."""
     cells: list[dict[str, Any]] = []
     startups: list[dict[str, Any]] = []
+    starters = _starters(model_dir, work_dir)
+    if server is not None:
+        starters = {server: starters[server]}
     for round_no in range(1, rounds + 1):
-        for start in _starters(model_dir, work_dir).values():
+        for start in starters.values():
             with start() as running:
                 _log(f"round {round_no}: {running.name} up in {running.startup_s:.1f}s")
                 startups.append({"round": round_no, "server": running.name, "startup_s": running.startup_s})
                 anchor: str | int = running.extra.get("ray_root") or running.extra["pid"]
-                for endpoint in running.endpoints:
+                endpoints = running.endpoints if round_no % 2 else running.endpoints[::-1]
+                for endpoint in endpoints:
                     for concurrency in CONCURRENCY:
                         snapshot: dict[int, tuple[str, float]] = {}
                         result = asyncio.run(
