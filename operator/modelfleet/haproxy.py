@@ -120,9 +120,7 @@ def route_by_model(config: str, routing: UnifiedRouting) -> str:
         bind = next(i for i in range(start + 1, len(lines)) if lines[i].strip().startswith("bind "))
     except StopIteration:
         return config  # not Ray's HTTP config (e.g. gRPC only): nothing to route
-    routes = routing.models
-    deployed = {prefix for prefix in set(routes.values()) if f" path_beg {prefix}/\n" in config}
-    served = {name: prefix for name, prefix in sorted(routes.items()) if prefix in deployed}
+    served = {name: prefix for name, prefix in routing.models.items() if f" path_beg {prefix}/\n" in config}
     if not served:
         return config
     asked = "METH_POST modelfleet_by_model"
