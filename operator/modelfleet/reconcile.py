@@ -1,5 +1,6 @@
-"""One reconcile for a fleet, whatever woke it: validate -> render -> server-side apply the owned RayService
-and NetworkPolicy when they differ -> compute status -> patch the fleet's status only when it changed.
+"""One reconcile for a fleet, whatever woke it: validate -> render -> server-side apply the owned RayService,
+NetworkPolicy and HAProxy ConfigMap when they differ -> compute status -> patch the fleet's status only when
+it changed.
 
 Reads like KubeRay's `Reconcile`: fetch, validate, reconcile the child, calculate status, write status if it
 changed. Kubernetes API errors are never swallowed: transient ones become `kopf.TemporaryError` (kopf retries
@@ -17,15 +18,16 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 import kopf
-from kubernetes.client import CustomObjectsApi, NetworkingV1Api
+from kubernetes.client import CoreV1Api, CustomObjectsApi, NetworkingV1Api
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
 from modelfleet.api.problems import Problem
 from modelfleet.api.v1alpha1 import GROUP, PLURAL, VERSION
 from modelfleet.api.validation import validate_fleet
-from modelfleet.render import DEFAULT_IMAGE, render, render_network_policy
+from modelfleet.render import DEFAULT_IMAGE, render, render_config_map, render_network_policy
 from modelfleet.render.network_policy import ControlPlane
+from modelfleet.render.routes import config_map_name
 from modelfleet.serve_details import Fetch, serving_cluster
 from modelfleet.status import fleet_status, status_document
 
@@ -38,6 +40,17 @@ TRANSIENT_STATUSES = {409, 429, 500, 502, 503, 504}
 PLAN_CACHE_SIZE = 1024
 
 EventSink = Callable[[str, str, str], None]  # (type Normal|Warning, reason, message)
+
+
+@dataclass(frozen=True)
+class OwnedKind:
+    """How the operator reads, applies and deletes one kind of object a fleet owns besides its RayService."""
+
+    kind: str
+    compared: tuple[str, ...]  # the top-level fields we render and keep in line (spec, data)
+    read: Callable[..., Any]
+    patch: Callable[..., Any]
+    delete: Callable[..., Any]
 
 
 @dataclass
@@ -111,6 +124,7 @@ class Reconciler:
         serve_details: Fetch | None = None,
         control: ControlPlane | None = None,
         networking: NetworkingV1Api | None = None,
+        core: CoreV1Api | None = None,
     ) -> None:
         """`serve_details(namespace, rayservice)` reads Serve's application details from the serving
         cluster (replicas, scale to zero), or None; without it status rests on KubeRay's alone.
@@ -120,6 +134,7 @@ class Reconciler:
         self.serve_details = serve_details
         self.control = control or ControlPlane()
         self._networking = networking
+        self._core = core
         # spec key -> (the rendered RayService as JSON, or None; problems). JSON: compact, and loading it
         # gives each caller its own copy faster than a deep copy would.
         self._plans: OrderedDict[str, tuple[str | None, list[Problem]]] = OrderedDict()
@@ -136,8 +151,8 @@ class Reconciler:
         return (None if owned is None else owned[0]), problems
 
     def plan_all(self, fleet: dict[str, Any]) -> tuple[list[dict[str, Any] | None] | None, list[Problem]]:
-        """([the RayService, the NetworkPolicy or None when disabled], problems): the fleet validated and
-        rendered, or None and why not.
+        """([the RayService, the NetworkPolicy or None when disabled, the HAProxy ConfigMap or None on the
+        standard path], problems): the fleet validated and rendered, or None and why not.
 
         Memoized on what they depend on (name, namespace, spec; the image default is fixed per process):
         most reconciles follow a status change of the RayService and see a spec already rendered, and
@@ -163,6 +178,7 @@ class Reconciler:
                 else [
                     render(parsed, default_image=self.default_image),
                     render_network_policy(parsed, self.control),
+                    render_config_map(parsed),
                 ]
             )
             found = (None if desired is None else json.dumps(desired), problems)
@@ -222,6 +238,7 @@ class Reconciler:
         owned, problems = self.plan_all(fleet)
         current = rayservice if rayservice is not None else self.get_rayservice(namespace, name)
         events: list[tuple[str, str, str]] = []
+        owned_events: list[tuple[str, str, str]] = []
         action = "unchanged"
         if owned is None:
             action = "invalid"
@@ -229,13 +246,19 @@ class Reconciler:
             if not _already_invalid_for(fleet.get("status") or {}, summary):
                 events.append(("Warning", "Invalid", f"spec is invalid, RayService left as it is: {summary}"))
         else:
-            desired, policy = owned
+            desired, policy, config_map = owned
             assert desired is not None
             kopf.adopt(desired, owner=cast(kopf.Body, fleet))
-            # The policy first: Ray pods never run unguarded because a policy could not be applied.
-            what = f"the NetworkPolicy of {namespace}/{name}"
+            # The policy and the ConfigMap first: Ray pods never run unguarded because a policy could not be
+            # applied, and they mount the ConfigMap (its HAProxy wrapper) to start.
             try:
-                policy_event = self._apply_policy(policy, fleet, namespace, name)
+                for kind, wanted, fallback in (
+                    (self._policies, policy, f"{name}-ray"),
+                    (self._config_maps, config_map, config_map_name(name)),
+                ):
+                    what = f"the {kind.kind} of {namespace}/{name}"
+                    owned_event = self._apply_owned(kind, wanted, fleet, namespace, fallback)
+                    owned_events += [owned_event] if owned_event else []
                 what = f"RayService {namespace}/{name}"
                 current, action = self._apply(desired, current, fleet)
             except ApiException as error:
@@ -251,8 +274,7 @@ class Reconciler:
                     action
                 ]
                 events.append(("Normal", reason, f"RayService {namespace}/{name} {action.replace('-', ' ')}"))
-            if policy_event is not None:
-                events.append(policy_event)
+            events.extend(owned_events)
         status, changed = self._write_status(fleet, current, problems)
         events.extend(_transition_events(fleet.get("status") or {}, status))
         for event in events:
@@ -306,37 +328,71 @@ class Reconciler:
             self._networking = NetworkingV1Api(self.api.api_client)
         return self._networking
 
-    def _apply_policy(
-        self, desired: dict[str, Any] | None, fleet: dict[str, Any], namespace: str, name: str
+    @property
+    def core(self) -> CoreV1Api:
+        if self._core is None:
+            self._core = CoreV1Api(self.api.api_client)
+        return self._core
+
+    @property
+    def _policies(self) -> OwnedKind:
+        api = self.networking
+        return OwnedKind(
+            "NetworkPolicy",
+            ("spec",),
+            api.read_namespaced_network_policy,
+            api.patch_namespaced_network_policy,
+            api.delete_namespaced_network_policy,
+        )
+
+    @property
+    def _config_maps(self) -> OwnedKind:
+        api = self.core
+        return OwnedKind(
+            "ConfigMap",
+            ("data",),
+            api.read_namespaced_config_map,
+            api.patch_namespaced_config_map,
+            api.delete_namespaced_config_map,
+        )
+
+    def _apply_owned(
+        self,
+        kind: OwnedKind,
+        desired: dict[str, Any] | None,
+        fleet: dict[str, Any],
+        namespace: str,
+        name: str,
     ) -> tuple[str, str, str] | None:
-        """Server-side apply of the fleet's NetworkPolicy when it is missing or differs; delete ours when the
-        fleet turned it off. Returns the event to post, if anything changed."""
-        policy_name = (desired or {}).get("metadata", {}).get("name") or f"{name}-ray"
+        """Server-side apply of one owned object beside the RayService (NetworkPolicy, ConfigMap) when it is
+        missing or differs; delete ours when the fleet no longer has it (`desired` None; `name` is its name).
+        Returns the event to post, if anything changed."""
+        object_name = (desired or {}).get("metadata", {}).get("name") or name
         try:
-            found = self.networking.read_namespaced_network_policy(policy_name, namespace)
+            found = kind.read(object_name, namespace)
         except ApiException as error:
             if error.status != 404:
                 raise
             found = None
         # The live object as the API server spells it (camelCase), to compare with what we render.
-        live = None if found is None else self.networking.api_client.sanitize_for_serialization(found)
+        live = None if found is None else self.api.api_client.sanitize_for_serialization(found)
         meta = (live or {}).get("metadata") or {}
         if desired is None:
             uid = fleet["metadata"].get("uid")
             if live is None or not any(o.get("uid") == uid for o in meta.get("ownerReferences") or []):
-                return None  # nothing of ours to remove (a policy of that name made by someone else stays)
-            self.networking.delete_namespaced_network_policy(policy_name, namespace)
-            return ("Normal", "NetworkPolicyDeleted", f"NetworkPolicy {namespace}/{policy_name} deleted")
+                return None  # nothing of ours to remove (an object of that name made by someone else stays)
+            kind.delete(object_name, namespace)
+            return ("Normal", f"{kind.kind}Deleted", f"{kind.kind} {namespace}/{object_name} deleted")
         kopf.adopt(desired, owner=cast(kopf.Body, fleet))
         if (
             live is not None
-            and is_subset(desired["spec"], live.get("spec"))
+            and all(is_subset(desired[key], live.get(key)) for key in kind.compared)
             and is_subset(desired["metadata"]["labels"], meta.get("labels") or {})
             and is_subset(desired["metadata"]["ownerReferences"], meta.get("ownerReferences") or [])
         ):
             return None
-        self.networking.patch_namespaced_network_policy(
-            policy_name,
+        kind.patch(
+            object_name,
             namespace,
             desired,
             field_manager=FIELD_MANAGER,
@@ -344,7 +400,7 @@ class Reconciler:
             _content_type="application/apply-patch+yaml",
         )
         verb = "created" if live is None else "updated"
-        return ("Normal", f"NetworkPolicy{verb.title()}", f"NetworkPolicy {namespace}/{policy_name} {verb}")
+        return ("Normal", f"{kind.kind}{verb.title()}", f"{kind.kind} {namespace}/{object_name} {verb}")
 
     def _write_status(
         self,

@@ -18,8 +18,9 @@ What it changes on the way, and why:
   kubelet with restartPolicy Always would restart the container in place. Liveness probes are not run.
 - Containers other than the Ray container (KubeRay's autoscaler sidecar) are not run; they show as
   waiting with reason NotRunByTestRunner.
-- Secret volumes (`secret` and `projected` secret sources) are written once at start under the pod's folder
-  (not refreshed as a kubelet would), and an environment value naming a path under their mount path is
+- Secret and ConfigMap volumes (`secret`, `configMap` and their `projected` sources) are written under the
+  pod's folder at start and again whenever the environment is resolved (each exec probe), as a kubelet
+  refreshes them, with the volume's file mode; an environment value naming a path under their mount path is
   pointed there: the processes share this machine's file system. Other volumes are not modelled.
 """
 
@@ -325,7 +326,7 @@ class PodRunner:
                 ref = var.value_from.resource_field_ref
                 limits = (container.resources.limits or {}) if container.resources else {}
                 env[var.name] = str(limits.get(ref.resource.split(".", 1)[-1], ""))
-        for mount_path, local in self._secret_volumes(ray_pod, container).items():
+        for mount_path, local in self._file_volumes(ray_pod, container).items():
             for name, value in env.items():
                 if value == mount_path or value.startswith(mount_path.rstrip("/") + "/"):
                     env[name] = str(local) + value[len(mount_path.rstrip("/")) :]
@@ -339,32 +340,47 @@ class PodRunner:
         )
         return env
 
-    def _secret_volumes(self, ray_pod: RayPod, container: Any) -> dict[str, Path]:
-        """{mount path: local folder} of the container's Secret volumes, their files written as a kubelet
-        lays them out (`items` paths, or one file per key)."""
+    def _file_volumes(self, ray_pod: RayPod, container: Any) -> dict[str, Path]:
+        """{mount path: local folder} of the container's Secret and ConfigMap volumes, their files written
+        as a kubelet lays them out (`items` paths, or one file per key) with the volume's mode."""
         volumes = {v.name: v for v in ray_pod.pod.spec.volumes or []}
         out: dict[str, Path] = {}
         for mount in container.volume_mounts or []:
             volume = volumes.get(mount.name)
             if volume is None:
                 continue
-            sources = (
-                [s.secret for s in volume.projected.sources or [] if s.secret] if volume.projected else []
-            )
-            if volume.secret is not None:
-                sources.append(volume.secret)
-            if not sources:
+            projected = volume.projected.sources or [] if volume.projected else []
+            secrets = [s.secret for s in projected if s.secret] + ([volume.secret] if volume.secret else [])
+            maps = [s.config_map for s in projected if s.config_map]
+            maps += [volume.config_map] if volume.config_map else []
+            if not secrets and not maps:
                 continue
             local = ray_pod.root / "volumes" / mount.name
-            for source in sources:
+            mode = (volume.projected or volume.secret or volume.config_map).default_mode
+            for source in secrets:
                 name = getattr(source, "secret_name", None) or source.name
                 for key, path in self._secret_items(ray_pod, name, source):
                     value = self._secret(ray_pod.pod.metadata.namespace, name, key, bool(source.optional))
                     if value is not None:
-                        _write_atomically(local / path, value)
+                        _write_atomically(local / path, value, mode)
+            for source in maps:
+                data = self._config_map(ray_pod.pod.metadata.namespace, source.name, bool(source.optional))
+                items = [(i.key, i.path) for i in source.items] if source.items else [(k, k) for k in data]
+                for key, path in items:
+                    if key in data:
+                        _write_atomically(local / path, data[key], mode)
             local.mkdir(parents=True, exist_ok=True)
             out[mount.mount_path] = local
         return out
+
+    def _config_map(self, namespace: str, name: str, optional: bool) -> dict[str, str]:
+        try:
+            found = self.core.read_namespaced_config_map(name, namespace)
+        except Exception:
+            if optional:
+                return {}
+            raise
+        return dict(found.data or {})
 
     def _secret_items(self, ray_pod: RayPod, name: str, source: Any) -> list[tuple[str, str]]:
         if source.items:
@@ -619,15 +635,17 @@ def pod_processes(namespace: str) -> list[int]:
     return [pid for pid, environ in _marked_processes() if any(var.startswith(prefix) for var in environ)]
 
 
-def _write_atomically(path: Path, value: str) -> None:
-    """A Secret volume's file, replaced whole as a kubelet's atomic writer does: the environment is
-    resolved again for every exec probe, and a reader must never see the file empty mid-write (the serving
+def _write_atomically(path: Path, value: str, mode: int | None = None) -> None:
+    """A Secret or ConfigMap volume's file, replaced whole as a kubelet's atomic writer does: the environment
+    is resolved again for every exec probe, and a reader must never see the file empty mid-write (the serving
     app's key reload would refuse every request until its next read)."""
     if path.exists() and path.read_text() == value:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     staged = path.with_name(f".{path.name}.tmp")
     staged.write_text(value)
+    if mode is not None:
+        staged.chmod(mode)
     os.replace(staged, path)
 
 

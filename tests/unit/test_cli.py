@@ -30,7 +30,9 @@ def test_render_prints_what_each_document_owns(tmp_path: Path) -> None:
     assert [(d["kind"], d["metadata"]["name"]) for d in docs] == [
         ("RayService", "single"),
         ("NetworkPolicy", "single-ray"),
+        ("ConfigMap", "single-haproxy"),  # high-throughput mode (the default): HAProxy's wrapper and routes
         ("RayService", "cpu-fleet"),  # networkPolicy.enabled: false
+        ("ConfigMap", "cpu-fleet-haproxy"),
     ]
 
 

@@ -1,4 +1,5 @@
-"""Rendered RayServices and NetworkPolicies compared byte for byte with the reviewed files in golden/."""
+"""Rendered RayServices, NetworkPolicies and HAProxy ConfigMaps compared byte for byte with the reviewed files
+in golden/."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from modelfleet.render import render_network_policy, render_yaml
+from modelfleet.render import render_config_map, render_network_policy, render_yaml
 from modelfleet.yamlio import dump
 from tests.unit.conftest import CASES, HERE, load_fleet
 
@@ -20,6 +21,9 @@ def _rendered(case: Path) -> dict[str, str]:
     policy = render_network_policy(fleet)
     if policy is not None:
         files[f"{case.stem}.networkpolicy.yaml"] = dump(policy)
+    config_map = render_config_map(fleet)
+    if config_map is not None:
+        files[f"{case.stem}.configmap.yaml"] = dump(config_map)
     return files
 
 

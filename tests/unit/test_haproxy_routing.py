@@ -1,13 +1,16 @@
 """The fleet's endpoint routed by the body's `model` in HAProxy (modelfleet/haproxy.py), on the config Ray
-Serve renders and the HAProxy binary Ray Serve installs: a request naming a routed model reaches the model's
-backend under its prefix; everything else reaches the fleet's router untouched."""
+Serve renders and the HAProxy binary Ray Serve installs, through both wrappers: `modelfleet up`'s and the one
+a fleet's ConfigMap brings into its Ray pods. A request naming a routed model reaches the model's backend
+under its prefix; everything else reaches the fleet's router untouched."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -19,9 +22,11 @@ import httpx
 import psutil
 import pytest
 
-from modelfleet.api.v1alpha1 import ModelFleetSpec
-from modelfleet.haproxy import ROUTED_HEADER, UnifiedRouting, route_by_model, unified_routing
-from modelfleet.localray import UNIFIED_ROUTES_FILE, _bundled_haproxy, free_port, haproxy_env, wait_for
+from modelfleet.api.v1alpha1 import ModelFleet, ModelFleetSpec
+from modelfleet.haproxy import LOOPBACK_ENV, ROUTED_HEADER, UnifiedRouting, bundled_haproxy, route_by_model
+from modelfleet.localray import UNIFIED_ROUTES_FILE, free_port, haproxy_env, wait_for
+from modelfleet.render import render, render_config_map
+from modelfleet.render.routes import HAPROXY_MODE, ROUTES_KEY, WRAPPER_KEY, unified_routing
 from modelfleet.render.serve_config import serve_config
 
 
@@ -121,20 +126,58 @@ def test_the_routes_are_the_models_haproxy_may_route_by_name() -> None:
     assert unified_routing(serve_config(spec)) == UnifiedRouting({"alpha": "/alpha", "minilm": "/minilm"}, 30)
 
 
+def cluster_wrapper(folder: Path, routing: UnifiedRouting) -> Path:
+    """The files of a high-throughput fleet's ConfigMap as its Ray pods mount them (the key names, the
+    volume's mode), with these routes: the wrapper RAY_SERVE_HAPROXY_BINARY_PATH names there."""
+    fleet = ModelFleet.model_validate(
+        {
+            "apiVersion": "modelfleet.dev/v1alpha1",
+            "kind": "ModelFleet",
+            "metadata": {"name": "fast", "namespace": "llm"},
+            "spec": {"highThroughput": True, "models": [{"name": "alpha", "source": "/m"}]},
+        }
+    )
+    config_map = render_config_map(fleet)
+    assert config_map is not None
+    data = {**config_map["data"], ROUTES_KEY: routing.dumps()}
+    folder.mkdir()
+    for key, value in data.items():
+        (folder / key).write_text(value)
+        (folder / key).chmod(HAPROXY_MODE)
+    (env,) = [
+        c["env"]
+        for c in render(fleet)["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]["containers"]
+    ]
+    (binary,) = [e["value"] for e in env if e["name"] == "RAY_SERVE_HAPROXY_BINARY_PATH"]
+    assert binary.endswith(f"/{WRAPPER_KEY}")
+    return folder / WRAPPER_KEY
+
+
+def start_haproxy(
+    folder: Path, wrapper: str, routing: UnifiedRouting, config: Path, monkeypatch: pytest.MonkeyPatch
+) -> subprocess.Popen[bytes]:
+    """Ray's HAProxy on `config` through `wrapper`, as Ray starts it, routing by `routing`."""
+    if wrapper == "cluster":
+        binary = cluster_wrapper(folder / "configmap", routing)
+        monkeypatch.setenv(LOOPBACK_ENV, "1")  # as a local head sets it; in a pod the pod's network binds
+        # The image's python3 first on PATH, as in a Ray pod.
+        monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    else:
+        (folder / UNIFIED_ROUTES_FILE).write_text(routing.dumps())
+        binary = Path(haproxy_env(folder, loopback=True)["RAY_SERVE_HAPROXY_BINARY_PATH"])
+    command = [str(binary), "-db", "-f", str(config)]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+@pytest.mark.parametrize("wrapper", ["modelfleet-up", "cluster"])
 def test_a_request_naming_a_model_reaches_its_backend_under_its_prefix(
-    tmp_path: Path, replicas: dict[str, int]
+    tmp_path: Path, replicas: dict[str, int], wrapper: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     frontend = free_port()
     config = ray_config(tmp_path, replicas, frontend)
     # beta is routed but not deployed (no backend): its requests must stay with the router.
     routing = UnifiedRouting({"alpha": "/alpha", "beta": "/beta"}, body_timeout_s=2)
-    (tmp_path / UNIFIED_ROUTES_FILE).write_text(routing.dumps())
-    env = haproxy_env(tmp_path, loopback=True)
-    haproxy = subprocess.Popen(
-        [env["RAY_SERVE_HAPROXY_BINARY_PATH"], "-db", "-f", str(config)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    haproxy = start_haproxy(tmp_path, wrapper, routing, config, monkeypatch)
     url = f"http://127.0.0.1:{frontend}"
     try:
         with httpx.Client(base_url=url, timeout=10) as client:
@@ -227,6 +270,40 @@ def test_haproxy_accepts_the_edited_config(tmp_path: Path, replicas: dict[str, i
         route_by_model(config.read_text(), UnifiedRouting({"alpha": "/alpha", "gamma": "/gamma"}))
     )
     check = subprocess.run(
-        [_bundled_haproxy(), "-c", "-f", str(config)], capture_output=True, text=True, timeout=60, check=False
+        [bundled_haproxy(), "-c", "-f", str(config)], capture_output=True, text=True, timeout=60, check=False
     )
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_the_wrapper_imports_only_the_standard_library() -> None:
+    """The serving image installs ModelFleet's package without its dependencies: the HAProxy wrapper must
+    load there (else the cluster wrapper falls back to Ray's HAProxy, and the fleet's endpoint to the
+    router)."""
+    third_party = {"pydantic", "jinja2", "yaml", "kopf", "kubernetes", "ray", "serving_app", "httpx"}
+    probe = (
+        "import sys; import modelfleet.haproxy; "
+        f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({sorted(third_party)!r})))"
+    )
+    found = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert found.stdout.strip() == "[]", found.stdout + found.stderr
+
+
+def test_the_cluster_wrapper_runs_rays_haproxy_unchanged_where_modelfleet_is_missing(tmp_path: Path) -> None:
+    """A custom image without ModelFleet's package still serves (through the router), and says why."""
+    wrapper = cluster_wrapper(tmp_path / "configmap", UnifiedRouting({"alpha": "/alpha"}))
+    site = tmp_path / "no-modelfleet"
+    site.mkdir()
+    (site / "modelfleet.py").write_text("raise ImportError('no ModelFleet in this image')\n")
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(site),
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    }
+    found = subprocess.run(
+        [str(wrapper), "-v"], capture_output=True, text=True, timeout=60, env=env, check=False
+    )
+    assert found.returncode == 0, found.stdout + found.stderr
+    assert "HAProxy version" in found.stdout
+    assert "no ModelFleet in this image: Ray Serve HAProxy runs without routing by model" in found.stderr

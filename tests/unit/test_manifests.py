@@ -200,24 +200,20 @@ def test_no_role_has_wildcards_or_secrets(directory: Path, kind: str) -> None:
         assert not {"escalate", "bind", "impersonate"} & set(rule["verbs"]), rule
 
 
-def test_the_cluster_role_grants_what_the_operator_uses_and_deletes_only_network_policies() -> None:
+def test_the_cluster_role_grants_what_the_operator_uses_and_deletes_only_what_a_fleet_turns_off() -> None:
     assert granted("modelfleet.dev", "modelfleets") == {"get", "list", "watch", "patch"}
     assert granted("modelfleet.dev", "modelfleets/status") == {"patch"}
     # No delete: the garbage collector removes a RayService through its owner reference.
     assert granted("ray.io", "rayservices") == {"get", "list", "watch", "create", "patch"}
     assert granted("", "events") == {"create"}
     assert granted("apiextensions.k8s.io", "customresourcedefinitions") == {"list", "watch"}
-    # Delete only for the one object a fleet can turn off (networkPolicy.enabled: false).
-    assert granted("networking.k8s.io", "networkpolicies") == {
-        "get",
-        "list",
-        "watch",
-        "create",
-        "patch",
-        "delete",
-    }
+    # Delete only for the objects a fleet can turn off: its NetworkPolicy (networkPolicy.enabled: false) and
+    # its HAProxy ConfigMap (highThroughput: false).
+    owned = {"get", "list", "watch", "create", "patch", "delete"}
+    assert granted("networking.k8s.io", "networkpolicies") == owned
+    assert granted("", "configmaps") == owned
     deleters = [rule["resources"] for rule in rules() if {"delete", "deletecollection"} & set(rule["verbs"])]
-    assert deleters == [["networkpolicies"]]
+    assert sorted(deleters) == [["configmaps"], ["networkpolicies"]]
 
 
 def test_the_binding_gives_the_role_to_the_operator_service_account() -> None:

@@ -135,7 +135,8 @@ def test_without_named_operator_namespaces_the_operators_are_found_by_label_anyw
 
 
 def test_allow_from_and_metrics_from_replace_the_defaults() -> None:
-    (policy,) = render_all(load_fleet(HERE / "cases" / "secrets-and-cache.yaml"))[1:]
+    policy = render_network_policy(load_fleet(HERE / "cases" / "secrets-and-cache.yaml"))
+    assert policy is not None
     ingress = Pod("ingress-nginx", {"app.kubernetes.io/name": "ingress-nginx"})
     chat = Pod("llm", {"app": "chat"})
     chat_elsewhere = Pod("shop", {"app": "chat"})
@@ -165,7 +166,7 @@ def test_a_fleet_can_turn_the_policy_off() -> None:
     fleet = load_fleet(HERE / "cases" / "cpu-only.yaml")
     assert not fleet.spec.network_policy.enabled
     assert render_network_policy(fleet) is None
-    assert [o["kind"] for o in render_all(fleet)] == ["RayService"]
+    assert [o["kind"] for o in render_all(fleet)] == ["RayService", "ConfigMap"]
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda p: p.stem)

@@ -3,6 +3,7 @@ secrets only by reference, labels, scale-to-zero bounds and the args contract's 
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ import yaml
 
 from modelfleet import yamlio
 from modelfleet.api.v1alpha1 import ModelFleet
-from modelfleet.render import FLEET_LABEL, render, render_yaml
+from modelfleet.render import FLEET_LABEL, render, render_all, render_config_map, render_yaml
 from tests.unit.conftest import CASES, HERE
 
 
@@ -153,12 +154,40 @@ def test_high_throughput_sets_ray_env_on_every_pod(case: str) -> None:
         assert names["RAY_SERVE_LLM_ENABLE_DIRECT_STREAMING"] == "1"
 
 
+def test_high_throughput_runs_haproxy_through_the_fleets_config_map_on_every_pod() -> None:
+    fleet = ModelFleet.model_validate(document(HERE / "cases" / "high-throughput.yaml"))
+    config_map = render_config_map(fleet)
+    assert config_map is not None and config_map["metadata"]["name"] == "fast-haproxy"
+    # The routes: the fleet's model under its prefix, and how long HAProxy waits for a body to read.
+    routes = json.loads(config_map["data"]["unified-routes.json"])
+    assert routes == {"models": {"qwen-7b": "/qwen-7b"}, "body_timeout_s": 30.0}
+    assert config_map["data"]["haproxy"].startswith("#!/bin/sh\n")
+    for pod in pods(render(fleet)):
+        spec = pod["spec"]
+        (volume,) = [v for v in spec["volumes"] if v.get("configMap")]
+        assert volume["configMap"] == {"name": "fast-haproxy", "defaultMode": 0o555}
+        container = spec["containers"][0]
+        (mount,) = [m for m in container["volumeMounts"] if m["name"] == volume["name"]]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        # Ray runs the wrapper from the mounted ConfigMap as its HAProxy binary.
+        assert env["RAY_SERVE_HAPROXY_BINARY_PATH"] == f"{mount['mountPath']}/haproxy"
+        assert mount["readOnly"] is True
+
+
 def test_high_throughput_off_keeps_the_standard_path() -> None:
     raw = document(HERE / "cases" / "high-throughput.yaml")
     raw["spec"]["highThroughput"] = False
-    for pod in pods(render(ModelFleet.model_validate(raw))):
+    fleet = ModelFleet.model_validate(raw)
+    for pod in pods(render(fleet)):
         names = {e["name"] for e in pod["spec"]["containers"][0]["env"]}
-        assert not names & {"RAY_SERVE_ENABLE_HA_PROXY", "RAY_SERVE_LLM_ENABLE_DIRECT_STREAMING"}
+        assert not names & {
+            "RAY_SERVE_ENABLE_HA_PROXY",
+            "RAY_SERVE_LLM_ENABLE_DIRECT_STREAMING",
+            "RAY_SERVE_HAPROXY_BINARY_PATH",
+        }
+        assert not [v for v in pod["spec"]["volumes"] if v.get("configMap")]
+    assert render_config_map(fleet) is None
+    assert [o["kind"] for o in render_all(fleet)] == ["RayService", "NetworkPolicy"]
 
 
 def test_workers_give_up_a_lost_head_soon() -> None:

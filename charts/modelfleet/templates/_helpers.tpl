@@ -43,6 +43,11 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 - apiGroups: [networking.k8s.io]
   resources: [networkpolicies]
   verbs: [get, list, watch, create, patch, delete]
+# The owned ConfigMap of a high-throughput fleet (the HAProxy wrapper and the routes by model its Ray pods
+# mount): server-side applied, watched for hand edits, deleted when the fleet leaves high-throughput mode.
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [get, list, watch, create, patch, delete]
 # Events on fleets (Created, Updated, Invalid, ModelFailed, FleetReady). kopf posts core/v1 Events only.
 - apiGroups: [""]
   resources: [events]

@@ -15,6 +15,7 @@ import yaml
 from modelfleet.api.v1alpha1 import SERVE_PORT, ModelFleet
 from modelfleet.render import cluster
 from modelfleet.render.network_policy import ControlPlane, network_policy
+from modelfleet.render.routes import haproxy_config_map
 from modelfleet.render.serve_config import serve_config_v2
 from modelfleet.yamlio import dump
 
@@ -55,7 +56,7 @@ def pod_labels(fleet: ModelFleet) -> dict[str, str]:
 def render(fleet: ModelFleet, *, default_image: str = DEFAULT_IMAGE) -> dict[str, Any]:
     """The RayService for a fleet, as a dict."""
     spec = fleet.spec
-    vols, mounts = cluster.volumes(spec)
+    vols, mounts = cluster.volumes(spec, fleet.metadata.name)
     text = _TEMPLATES.get_template("rayservice.yaml.j2").render(
         name=fleet.metadata.name,
         namespace=fleet.metadata.namespace,
@@ -93,9 +94,16 @@ def render_network_policy(fleet: ModelFleet, control: ControlPlane | None = None
     return network_policy(fleet, labels(fleet), {FLEET_LABEL: fleet.metadata.name}, control or ControlPlane())
 
 
+def render_config_map(fleet: ModelFleet) -> dict[str, Any] | None:
+    """The ConfigMap with the HAProxy wrapper and routes of a high-throughput fleet (render/routes.py), or
+    None on the standard path."""
+    return haproxy_config_map(fleet, labels(fleet))
+
+
 def render_all(
     fleet: ModelFleet, *, default_image: str = DEFAULT_IMAGE, control: ControlPlane | None = None
 ) -> list[dict[str, Any]]:
-    """Every object a fleet owns: its RayService, then its NetworkPolicy when enabled."""
-    policy = render_network_policy(fleet, control)
-    return [render(fleet, default_image=default_image), *([policy] if policy else [])]
+    """Every object a fleet owns: its RayService, then its NetworkPolicy and HAProxy ConfigMap when it has
+    them."""
+    owned = [render_network_policy(fleet, control), render_config_map(fleet)]
+    return [render(fleet, default_image=default_image), *(o for o in owned if o is not None)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from modelfleet.api.v1alpha1 import ModelFleetSpec, WorkerGroup
+from modelfleet.render.routes import HAPROXY_DIR, WRAPPER_KEY, haproxy_volume
 from modelfleet.render.serve_config import API_KEYS_DIR, API_KEYS_DIR_ENV
 
 RAY_VERSION = "2.60.0"
@@ -29,6 +30,9 @@ HIGH_THROUGHPUT_ENV = {
     "RAY_SERVE_LLM_ENABLE_DIRECT_STREAMING": "1",
     "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
 }
+# On Kubernetes Ray runs HAProxy through ModelFleet's wrapper (modelfleet/haproxy.py), from the fleet's
+# ConfigMap (render/routes.py): the fleet's endpoint routed by the body's model, with no Python hop.
+HAPROXY_BINARY_ENV = "RAY_SERVE_HAPROXY_BINARY_PATH"
 # Not set: RAY_SERVE_INGRESS_REQUEST_ROUTER_FORWARD_BODY. It would let HAProxy show the request router the
 # body (for adapters and prefix-aware routing on a model's prefix), but HAProxy then waits for the whole body
 # for up to RAY_SERVE_HAPROXY_INGRESS_REQUEST_ROUTER_TIMEOUT_S (the wake bound above, 900 s) before our
@@ -69,7 +73,8 @@ def env(spec: ModelFleetSpec) -> list[dict[str, Any]]:
     if spec.all_api_keys:
         out.append({"name": API_KEYS_DIR_ENV, "value": API_KEYS_DIR})
     if spec.high_throughput:
-        out.extend({"name": name, "value": value} for name, value in sorted(HIGH_THROUGHPUT_ENV.items()))
+        ht_env = {**HIGH_THROUGHPUT_ENV, HAPROXY_BINARY_ENV: f"{HAPROXY_DIR}/{WRAPPER_KEY}"}
+        out.extend({"name": name, "value": value} for name, value in sorted(ht_env.items()))
     return out
 
 
@@ -106,8 +111,9 @@ def api_keys_volume(spec: ModelFleetSpec) -> dict[str, Any]:
     return {"name": "api-keys", "projected": {"defaultMode": 0o440, "sources": sources}}
 
 
-def volumes(spec: ModelFleetSpec) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(volumes, volumeMounts): shared memory for the engines, the API keys and the model cache when set."""
+def volumes(spec: ModelFleetSpec, fleet_name: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(volumes, volumeMounts): shared memory for the engines, the API keys and the model cache when set,
+    and in high-throughput mode the fleet's HAProxy ConfigMap."""
     vols: list[dict[str, Any]] = [{"name": "dshm", "emptyDir": {"medium": "Memory"}}]
     mounts: list[dict[str, Any]] = [{"name": "dshm", "mountPath": "/dev/shm"}]
     if spec.all_api_keys:
@@ -118,6 +124,10 @@ def volumes(spec: ModelFleetSpec) -> tuple[list[dict[str, Any]], list[dict[str, 
             {"name": "model-cache", "persistentVolumeClaim": {"claimName": spec.model_cache.claim_name}}
         )
         mounts.append({"name": "model-cache", "mountPath": spec.model_cache.mount_path})
+    if spec.high_throughput:
+        volume, mount = haproxy_volume(fleet_name)
+        vols.append(volume)
+        mounts.append(mount)
     return vols, mounts
 
 
