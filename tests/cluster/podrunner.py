@@ -18,7 +18,7 @@ What it changes on the way, and why:
   kubelet with restartPolicy Always would restart the container in place. Liveness probes are not run.
 - Containers other than the Ray container (KubeRay's autoscaler sidecar) are not run; they show as
   waiting with reason NotRunByTestRunner.
-- Secret and ConfigMap volumes (`secret`, `configMap` and their `projected` sources) are written under the
+- Secret and ConfigMap volumes (`secret` and `projected` secret sources, `configMap`) are written under the
   pod's folder at start and again whenever the environment is resolved (each exec probe), as a kubelet
   refreshes them, with the volume's file mode; an environment value naming a path under their mount path is
   pointed there: the processes share this machine's file system. Other volumes are not modelled.
@@ -351,8 +351,9 @@ class PodRunner:
                 continue
             projected = volume.projected.sources or [] if volume.projected else []
             secrets = [s.secret for s in projected if s.secret] + ([volume.secret] if volume.secret else [])
-            maps = [s.config_map for s in projected if s.config_map]
-            maps += [volume.config_map] if volume.config_map else []
+            # ConfigMap volumes; not the one in the service account's projected volume (kube-root-ca.crt,
+            # which this control plane does not publish: a pod's processes never read it here).
+            maps = [volume.config_map] if volume.config_map else []
             if not secrets and not maps:
                 continue
             local = ray_pod.root / "volumes" / mount.name

@@ -311,15 +311,65 @@ def test_the_network_policy_is_owned_corrected_turned_off_and_collected(kube: Ku
         ),
         what="the widened policy",
     )
-    # Turned off: the operator deletes it; turned on again: back.
     widened["spec"]["networkPolicy"] = {"enabled": False}
-    apply(kube, widened)
-    wait_for(lambda: kube.get(NP, f"{name}-ray") is None, what="the operator to delete the policy")
+    turned_off_back_on_and_collected(kube, widened, NP, f"{name}-ray")
+
+
+def turned_off_back_on_and_collected(kube: Kube, off: dict[str, Any], kind: str, owned: str) -> None:
+    """Applied with `off`, the fleet loses the owned object (the operator deletes it); applied as the example
+    it gets it back; deleted, it takes it along (garbage collector, through the owner reference)."""
+    name = off["metadata"]["name"]
+    apply(kube, off)
+    wait_for(lambda: kube.get(kind, owned) is None, what=f"the operator to delete {kind} {owned}")
     apply(kube, fleet(name))
-    wait_for(lambda: kube.get(NP, f"{name}-ray"), what="the policy to come back")
-    # Deleting the fleet takes the policy with it (garbage collector, through the owner reference).
+    wait_for(lambda: kube.get(kind, owned), what=f"{kind} {owned} to come back")
     kube.run("delete", "modelfleet", name, "--wait=false")
-    wait_for(lambda: kube.get(NP, f"{name}-ray") is None, what="garbage collection of the NetworkPolicy")
+    wait_for(lambda: kube.get(kind, owned) is None, what=f"garbage collection of {kind} {owned}")
+
+
+CM = "configmaps"
+
+
+def test_the_haproxy_config_map_routes_the_models_is_corrected_turned_off_and_collected(kube: Kube) -> None:
+    """A high-throughput fleet's Ray pods run HAProxy from the fleet's ConfigMap (render/routes.py)."""
+    name = "routed"
+    apply(kube, fleet(name))  # high-throughput mode is the default
+    owner = wait_for(lambda: kube.get("modelfleet", name), what="the fleet")
+    config_map = wait_for(lambda: kube.get(CM, f"{name}-haproxy"), what="the fleet's HAProxy ConfigMap")
+    assert [
+        (o["kind"], o["uid"], o.get("controller")) for o in config_map["metadata"]["ownerReferences"]
+    ] == [("ModelFleet", owner["metadata"]["uid"], True)]
+    models = fleet(name)["spec"]["models"]
+    routes = json.loads(config_map["data"]["unified-routes.json"])
+    assert set(routes["models"]) == {m["name"] for m in models}
+    # The Ray pods mount it and run Ray's HAProxy through its wrapper.
+    pod = rayservice(kube, name)["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]
+    assert {"name": f"{name}-haproxy", "defaultMode": 0o555} in [v.get("configMap") for v in pod["volumes"]]
+    # A hand edit that would send a model's requests elsewhere is set back; a deleted ConfigMap comes back.
+    rerouted = [{"op": "replace", "path": "/data/unified-routes.json", "value": '{"models": {}}'}]
+    kube.run("patch", CM, f"{name}-haproxy", "--type=json", "-p", json.dumps(rerouted))
+    wait_for(
+        lambda: kube.get(CM, f"{name}-haproxy")["data"] == config_map["data"],
+        what="the operator to set the routes back",
+    )
+    kube.run("delete", CM, f"{name}-haproxy")
+    wait_for(lambda: kube.get(CM, f"{name}-haproxy"), what="the ConfigMap to come back")
+    # A model added is routed by the same ConfigMap, without a change to the pod template (no new cluster).
+    template = rayservice(kube, name)["spec"]["rayClusterConfig"]
+    grown = fleet(name)
+    grown["spec"]["models"].append({**copy.deepcopy(models[0]), "name": "added"})
+    apply(kube, grown)
+    wait_for(
+        lambda: (
+            "added" in json.loads(kube.get(CM, f"{name}-haproxy")["data"]["unified-routes.json"])["models"]
+        ),
+        what="the new model in the routes",
+    )
+    assert rayservice(kube, name)["spec"]["rayClusterConfig"] == template
+    # Off the high-throughput path (the standard one has no HAProxy), on again, then the fleet deleted.
+    standard = fleet(name)
+    standard["spec"]["highThroughput"] = False
+    turned_off_back_on_and_collected(kube, standard, CM, f"{name}-haproxy")
 
 
 def test_operator_killed_mid_way_converges_without_duplicates(kube: Kube, operator: Operator) -> None:

@@ -123,6 +123,9 @@ def test_the_account_has_each_verb_it_uses_and_none_it_must_not(kube: Kube, inst
         ("patch", "networkpolicies.networking.k8s.io"),
         ("watch", "networkpolicies.networking.k8s.io"),
         ("delete", "networkpolicies.networking.k8s.io"),
+        ("patch", "configmaps"),
+        ("watch", "configmaps"),
+        ("delete", "configmaps"),
     ]:
         assert can_i(kube, installed.user, verb, resource), f"the operator's account cannot {verb} {resource}"
     for verb, resource in [
@@ -132,6 +135,7 @@ def test_the_account_has_each_verb_it_uses_and_none_it_must_not(kube: Kube, inst
         ("get", "secrets"),
         ("create", "pods"),
         ("update", "networkpolicies.networking.k8s.io"),
+        ("update", "configmaps"),
     ]:
         assert not can_i(kube, installed.user, verb, resource), (
             f"the operator's account may {verb} {resource}"
@@ -154,6 +158,12 @@ def test_the_operator_works_with_only_its_rbac(kube: Kube, operator_as_its_accou
     wait_for(
         "the operator's account to apply the fleet's NetworkPolicy",
         lambda: kube.get("networkpolicies.networking.k8s.io", f"{name}-ray") is not None,
+        timeout_s=30,
+        every_s=0.2,
+    )
+    wait_for(
+        "the operator's account to apply the fleet's HAProxy ConfigMap",
+        lambda: kube.get("configmaps", f"{name}-haproxy") is not None,
         timeout_s=30,
         every_s=0.2,
     )
