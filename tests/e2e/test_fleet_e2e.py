@@ -20,10 +20,13 @@ import openai
 import pytest
 import yaml
 
+from modelfleet import localray
+from modelfleet.render.serve_config import ROUTER_APP_NAME
 from tests.cluster.podrunner import POD_MARKER, pod_processes
 from tests.e2e.conftest import ADAPTER, ALWAYS_ON, CANARY, READY_TIMEOUT_S, SLEEPY, Fleet
 from tests.e2e.truth import TruthSampler
 from tests.kube.conftest import wait_for
+from tests.support.prometheus import Samples, scrape, total
 
 pytestmark = [pytest.mark.e2e]
 FIGURES: dict[str, float] = {}
@@ -132,6 +135,56 @@ def test_apply_to_ready_and_serving(fleet: Fleet) -> None:
     assert split == {ALWAYS_ON, ADAPTER}, split  # 1:1, both seen in 12 (p of not: 1/2048)
     [alias] = fleet.get()["status"]["aliases"]
     assert [(t["model"], t["state"]) for t in alias["targets"]] == [(ALWAYS_ON, "Ready"), (ADAPTER, "Ready")]
+
+
+def test_the_fleet_endpoint_reaches_the_models_application_through_haproxy(fleet: Fleet) -> None:
+    """In high-throughput mode every Ray pod runs HAProxy through the wrapper in the fleet's ConfigMap
+    (render/routes.py): a chat on the fleet's endpoint goes to the model's application itself, and
+    `/v1/models` to the router. On the standard path the router takes both. Serve's own per-application
+    HTTP counter, summed over the Ray pods' metrics ports, says which."""
+    pods = fleet.kube.run(
+        "get",
+        "pods",
+        "-l",
+        f"ray.io/cluster={fleet.active_cluster()}",
+        "-o",
+        "jsonpath={.items[*].status.podIP}",
+    ).stdout.split()
+    assert pods, "no Ray pod of the active cluster"
+
+    def by_application() -> dict[str, float]:
+        samples: Samples = {}
+        for ip in pods:
+            scrape(f"http://{ip}:8080/metrics", into=samples)
+        name = "ray_serve_num_http_requests_total"
+        return {app: total(samples, name, application=app) for app in (ALWAYS_ON, ROUTER_APP_NAME)}
+
+    before, chats = by_application(), 3
+    client = fleet.client()
+    for _ in range(chats):
+        client.chat.completions.create(
+            model=ALWAYS_ON, messages=[{"role": "user", "content": "Hi"}], max_tokens=2
+        )
+    assert ALWAYS_ON in {m.id for m in client.models.list().data}
+    high_throughput = fleet.document["spec"]["highThroughput"]
+    want = (
+        {ALWAYS_ON: float(chats), ROUTER_APP_NAME: 1.0}
+        if high_throughput
+        else {
+            ALWAYS_ON: 0.0,
+            ROUTER_APP_NAME: float(chats + 1),
+        }
+    )
+    got: dict[str, float] = {}
+
+    def counted() -> bool:
+        got.update({app: count - before[app] for app, count in by_application().items()})
+        return got == want
+
+    try:  # Ray's metrics agents export every 10 s
+        localray.wait_for("Serve's HTTP counters to move", counted, timeout_s=90, every_s=2)
+    except TimeoutError:
+        pytest.fail(f"requests by application: got {got}, want {want}")
 
 
 def test_editing_one_model_applies_in_place_and_the_other_keeps_answering(fleet: Fleet) -> None:

@@ -7,18 +7,18 @@ import contextlib
 import json
 import re
 import time
-import urllib.request
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import openai
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from modelfleet.localray import wait_for
 from modelfleet.render.serve_config import ROUTER_APP_NAME
 from serving_app.server import server_deployment_name
 from tests.serving.fleetspec import ALWAYS_ON, SLEEPY, Fleet
+from tests.support import prometheus
+from tests.support.prometheus import Samples, total
 
 pytestmark = pytest.mark.serving
 DASHBOARD = Path(__file__).parents[2] / "dashboards" / "modelfleet.json"
@@ -26,30 +26,11 @@ CHAT = [{"role": "user", "content": "Say hello"}]
 # Ray's metrics agent exports what processes recorded every 10 s (metrics_report_interval_ms).
 REPORT_INTERVAL_S = 10
 
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
 
 def scrape(fleet: Fleet) -> Samples:
     url = fleet.local.head.metrics_url
     assert url, "the local head records its metrics port"
-    with urllib.request.urlopen(url, timeout=30) as response:
-        text = response.read().decode()
-    samples: Samples = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            key = (s.name, frozenset(s.labels.items()))
-            samples[key] = samples.get(key, 0.0) + s.value
-    return samples
-
-
-def total(samples: Samples, name: str, **labels: str) -> float:
-    """Sum of `name` over every series whose labels match `labels` (an empty value: label absent)."""
-    found = 0.0
-    for (sample, series), value in samples.items():
-        have = dict(series)
-        if sample == name and all(have.get(k, "") == v for k, v in labels.items()):
-            found += value
-    return found
+    return prometheus.scrape(url)
 
 
 def ours(samples: Samples) -> Samples:

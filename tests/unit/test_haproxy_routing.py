@@ -160,8 +160,9 @@ def start_haproxy(
     if wrapper == "cluster":
         binary = cluster_wrapper(folder / "configmap", routing)
         monkeypatch.setenv(LOOPBACK_ENV, "1")  # as a local head sets it; in a pod the pod's network binds
-        # The image's python3 first on PATH, as in a Ray pod.
+        # The image's python3 first on PATH and the wrapper named as Ray's HAProxy, as in a Ray pod.
         monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+        monkeypatch.setenv("RAY_SERVE_HAPROXY_BINARY_PATH", str(binary))
     else:
         (folder / UNIFIED_ROUTES_FILE).write_text(routing.dumps())
         binary = Path(haproxy_env(folder, loopback=True)["RAY_SERVE_HAPROXY_BINARY_PATH"])
@@ -300,6 +301,7 @@ def test_the_cluster_wrapper_runs_rays_haproxy_unchanged_where_modelfleet_is_mis
         **os.environ,
         "PYTHONPATH": str(site),
         "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "RAY_SERVE_HAPROXY_BINARY_PATH": str(wrapper),  # as Ray's environment names it
     }
     found = subprocess.run(
         [str(wrapper), "-v"], capture_output=True, text=True, timeout=60, env=env, check=False
