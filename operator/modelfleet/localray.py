@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from modelfleet.haproxy import LOOPBACK_ENV, bundled_haproxy, wrapper_script
+from modelfleet.haproxy import BINARY_ENV, LOOPBACK_ENV, bundled_haproxy, wrapper_script
 from modelfleet.render.routes import unified_routing
 
 T = TypeVar("T")
@@ -168,12 +168,12 @@ UNIFIED_ROUTES_FILE = "unified-routes.json"
 def haproxy_env(root: Path, *, loopback: bool) -> dict[str, str]:
     """The environment that runs a local head's HAProxy through modelfleet/haproxy.py (the wrapper goes in
     `root`): the fleet's endpoint routed by model, and with `loopback` every listener on 127.0.0.1."""
-    real = os.environ.get("RAY_SERVE_HAPROXY_BINARY_PATH") or bundled_haproxy()
+    real = os.environ.get(BINARY_ENV) or bundled_haproxy()
     wrapper = root / "haproxy-wrapper"
     script = wrapper_script(sys.executable, real, loopback=loopback, routes_file=root / UNIFIED_ROUTES_FILE)
     wrapper.write_text(script, encoding="utf-8")
     wrapper.chmod(0o755)
-    return {"RAY_SERVE_HAPROXY_BINARY_PATH": str(wrapper), **({LOOPBACK_ENV: "1"} if loopback else {})}
+    return {BINARY_ENV: str(wrapper), **({LOOPBACK_ENV: "1"} if loopback else {})}
 
 
 def write_unified_routes(head: RayHead, serve_config: dict[str, Any]) -> None:

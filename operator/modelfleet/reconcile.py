@@ -26,7 +26,7 @@ from modelfleet.api.problems import Problem
 from modelfleet.api.v1alpha1 import GROUP, PLURAL, VERSION
 from modelfleet.api.validation import validate_fleet
 from modelfleet.render import DEFAULT_IMAGE, render, render_config_map, render_network_policy
-from modelfleet.render.network_policy import ControlPlane
+from modelfleet.render.network_policy import ControlPlane, policy_name
 from modelfleet.render.routes import config_map_name
 from modelfleet.serve_details import Fetch, serving_cluster
 from modelfleet.status import fleet_status, status_document
@@ -51,6 +51,12 @@ class OwnedKind:
     read: Callable[..., Any]
     patch: Callable[..., Any]
     delete: Callable[..., Any]
+
+    @classmethod
+    def on(cls, kind: str, compared: tuple[str, ...], api: Any, resource: str) -> OwnedKind:
+        """The kind through a Kubernetes client API's `{read,patch,delete}_namespaced_<resource>`."""
+        calls = (getattr(api, f"{verb}_namespaced_{resource}") for verb in ("read", "patch", "delete"))
+        return cls(kind, compared, *calls)
 
 
 @dataclass
@@ -252,9 +258,11 @@ class Reconciler:
             # The policy and the ConfigMap first: Ray pods never run unguarded because a policy could not be
             # applied, and they mount the ConfigMap (its HAProxy wrapper) to start.
             try:
-                for kind, wanted, fallback in (
-                    (self._policies, policy, f"{name}-ray"),
-                    (self._config_maps, config_map, config_map_name(name)),
+                for kind, wanted, fallback in zip(
+                    self._owned_kinds(),
+                    (policy, config_map),
+                    (policy_name(name), config_map_name(name)),
+                    strict=True,
                 ):
                     what = f"the {kind.kind} of {namespace}/{name}"
                     owned_event = self._apply_owned(kind, wanted, fleet, namespace, fallback)
@@ -334,26 +342,11 @@ class Reconciler:
             self._core = CoreV1Api(self.api.api_client)
         return self._core
 
-    @property
-    def _policies(self) -> OwnedKind:
-        api = self.networking
-        return OwnedKind(
-            "NetworkPolicy",
-            ("spec",),
-            api.read_namespaced_network_policy,
-            api.patch_namespaced_network_policy,
-            api.delete_namespaced_network_policy,
-        )
-
-    @property
-    def _config_maps(self) -> OwnedKind:
-        api = self.core
-        return OwnedKind(
-            "ConfigMap",
-            ("data",),
-            api.read_namespaced_config_map,
-            api.patch_namespaced_config_map,
-            api.delete_namespaced_config_map,
+    def _owned_kinds(self) -> tuple[OwnedKind, OwnedKind]:
+        """The NetworkPolicy, then the HAProxy ConfigMap: applied in that order, before the RayService."""
+        return (
+            OwnedKind.on("NetworkPolicy", ("spec",), self.networking, "network_policy"),
+            OwnedKind.on("ConfigMap", ("data",), self.core, "config_map"),
         )
 
     def _apply_owned(
