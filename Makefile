@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 EXTRAS ?= operator,serving,cpu,dev
 
 .DEFAULT_GOAL := help
-.PHONY: help install control-plane test e2e lint typecheck hadolint unit crds golden demo dev-cluster test-cluster bench bench-serving bench-wake bench-operator bench-prefix clean
+.PHONY: help install control-plane test e2e lint typecheck hadolint unit crds golden demo dev-cluster dev-shell test-cluster bench bench-serving bench-wake bench-operator bench-prefix clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -58,8 +58,11 @@ golden: ## regenerate the golden RayServices (review the diff!)
 demo: $(INSTALLED) ## the main job: a local fleet serving real requests (tiny models on CPU)
 	bash scripts/demo.sh
 
-dev-cluster: control-plane ## a local Kubernetes control plane with KubeRay, our CRD and the Ray pod runner; prints export KUBECONFIG=...
-	scripts/private-net.sh $(PY) -m tests.cluster up
+dev-cluster: control-plane ## a local cluster: control plane, KubeRay, a pod runner, the operator from its chart (OPERATOR=0: without)
+	scripts/private-net.sh $(PY) -m tests.cluster up $(if $(filter 0,$(OPERATOR)),--no-operator)
+
+dev-shell: ## a shell in the running dev cluster: KUBECONFIG set, pods and Services reachable by name
+	$(PY) -m tests.cluster shell
 
 e2e: $(INSTALLED) control-plane ## the whole path: kubectl -> operator -> KubeRay -> Ray pods -> openai SDK (~10 min)
 	scripts/private-net.sh $(BIN)/pytest tests/e2e -q -s -p no:cacheprovider

@@ -1,13 +1,18 @@
 """Cluster DNS for the test cluster: `<service>.<namespace>.svc.cluster.local` resolved from the Service's
-EndpointSlices, as CoreDNS would, and an HTTP proxy that uses it.
+EndpointSlices, served two ways.
 
-There is no DNS server here. The KubeRay operator reaches a head's dashboard at the name it builds for
-the head Service (`FetchHeadServiceURL`), with Go's plain HTTP client, which honours `HTTP_PROXY` for such
-names (and never proxies loopback): so KubeRay runs with HTTP_PROXY pointing at `serve_proxy`, which
-resolves the name and forwards the request. The pod runner uses the same resolver for the names in a
-worker pod's command (the head address it joins). Chosen over the API server's service proxy, which
-KubeRay also supports (`--use-kubernetes-proxy`), because then KubeRay would not do what it does in a
-cluster: build the DNS name and connect to it.
+- To pods, as a DNS server on the node's address (`serve_dns`): the pod runner writes each pod's
+  /etc/resolv.conf as a kubelet does for `dnsPolicy: ClusterFirst` (search path, ndots:5), so a worker
+  joins its head and the operator reads a fleet's dashboard by Service name, as in a cluster. There is no
+  kube-proxy: a Service name answers with the addresses of its ready pods (of every pod, for a headless
+  Service that publishes not-ready ones), not with a cluster IP; the Services here use the same port on the
+  Service and on the pod.
+- To the KubeRay operator, which runs on this machine rather than in a pod: it reaches a head's dashboard at
+  the name it builds for the head Service (`FetchHeadServiceURL`), with Go's plain HTTP client, which honours
+  `HTTP_PROXY` for such names (and never proxies loopback), so it runs with HTTP_PROXY pointing at
+  `serve_proxy`, which resolves the name and forwards the request. Chosen over the API server's service
+  proxy, which KubeRay also supports (`--use-kubernetes-proxy`), because then KubeRay would not do what it
+  does in a cluster: build the DNS name and connect to it.
 """
 
 from __future__ import annotations
@@ -33,40 +38,45 @@ class Resolver:
     def __init__(self, discovery: Any, core: Any) -> None:
         self.discovery, self.core = discovery, core
 
-    def resolve(self, host: str, port: int | None = None) -> tuple[str, int | None] | None:
-        """(pod IP, target port) for `<svc>.<ns>.svc.cluster.local[:port]`, None when nothing backs it.
-        Headless Services (KubeRay's head Service) publish not-ready addresses too, as their DNS does."""
-        found = SERVICE_NAME.fullmatch(host)
+    def _lookup(self, host: str, port: int | None) -> tuple[bool, list[tuple[str, int | None]]]:
+        """(the name is a Service, [(pod IP, target port)] of the pods behind it). Headless Services
+        (KubeRay's head Service) publish not-ready addresses too, as their DNS does."""
+        found = SERVICE_NAME.fullmatch(host.rstrip("."))
         if found is None:
-            return None
+            return False, []
         service, namespace = found.group(1), found.group(3)
         try:
             svc = self.core.read_namespaced_service(service, namespace)
             slices = self.discovery.list_namespaced_endpoint_slice(
                 namespace, label_selector=f"kubernetes.io/service-name={service}"
             ).items
-        except Exception as error:  # the API being away is "no answer" to a DNS client
-            log.warning("resolving %s: %s", host, error)
-            return None
+        except Exception as error:  # the API being away, or no such Service, is "no answer" to a client
+            if getattr(error, "status", None) != 404:
+                log.warning("resolving %s: %s", host, error)
+            return False, []
         any_address = bool(svc.spec.publish_not_ready_addresses)
         port_name = next((p.name for p in svc.spec.ports or [] if port is not None and p.port == port), None)
+        out: list[tuple[str, int | None]] = []
         for endpoint_slice in slices:
             target = next(
                 (p.port for p in endpoint_slice.ports or [] if port_name is None or p.name == port_name), port
             )
-            for endpoint in endpoint_slice.endpoints or []:
-                if any_address or (endpoint.conditions and endpoint.conditions.ready):
-                    return str(endpoint.addresses[0]), target
-        return None
+            out += [
+                (str(endpoint.addresses[0]), target)
+                for endpoint in endpoint_slice.endpoints or []
+                if any_address or (endpoint.conditions and endpoint.conditions.ready)
+            ]
+        return True, out
 
-    def rewrite(self, text: str) -> str:
-        """`text` with every resolvable Service name replaced by its address (for a pod's command)."""
+    def resolve(self, host: str, port: int | None = None) -> tuple[str, int | None] | None:
+        """(pod IP, target port) for `<svc>.<ns>.svc.cluster.local[:port]`, None when nothing backs it."""
+        _, found = self._lookup(host, port)
+        return found[0] if found else None
 
-        def replace(match: re.Match[str]) -> str:
-            resolved = self.resolve(match.group(0))
-            return resolved[0] if resolved else match.group(0)
-
-        return SERVICE_NAME.sub(replace, text)
+    def addresses(self, host: str) -> list[str] | None:
+        """The pod addresses a DNS query for `host` answers with; None when `host` names no Service."""
+        service, found = self._lookup(host, None)
+        return sorted({ip for ip, _ in found}) if service else None
 
 
 async def _forward(resolver: Resolver, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -121,3 +131,59 @@ async def serve_proxy(resolver: Resolver, port: int) -> asyncio.Server:
     return await asyncio.start_server(
         lambda r, w: _forward(resolver, r, w), "127.0.0.1", port, limit=MAX_HEAD_BYTES
     )
+
+
+class _DnsProtocol(asyncio.DatagramProtocol):
+    """Answers A queries for Service names (authoritative for cluster.local); anything else is NXDOMAIN:
+    the test world has no other network to forward to."""
+
+    def __init__(self, resolver: Resolver) -> None:
+        self.resolver = resolver
+        self.transport: asyncio.DatagramTransport | None = None
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        task = asyncio.get_running_loop().create_task(self._answer(data, addr))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _answer(self, data: bytes, addr: tuple[str, int]) -> None:
+        import dns.exception
+        import dns.flags
+        import dns.message
+        import dns.rcode
+        import dns.rdatatype
+        import dns.rrset
+
+        try:
+            query = dns.message.from_wire(data)
+        except dns.exception.DNSException:
+            return
+        response = dns.message.make_response(query)
+        response.flags |= dns.flags.AA
+        if query.question:
+            question = query.question[0]
+            found = await asyncio.to_thread(self.resolver.addresses, question.name.to_text())
+            if found is None:
+                response.set_rcode(dns.rcode.NXDOMAIN)
+            elif question.rdtype == dns.rdatatype.A and found:
+                response.answer.append(dns.rrset.from_text_list(question.name, 5, "IN", "A", found))
+        if self.transport is not None:
+            self.transport.sendto(response.to_wire(), addr)
+
+
+async def serve_dns(resolver: Resolver, host: str, port: int = 53) -> asyncio.DatagramTransport:
+    """The cluster's DNS server on `host`:`port` (UDP)."""
+    transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
+        lambda: _DnsProtocol(resolver), local_addr=(host, port)
+    )
+    return transport
+
+
+def resolv_conf(namespace: str, nameserver: str) -> str:
+    """A pod's /etc/resolv.conf under `dnsPolicy: ClusterFirst`, as a kubelet writes it."""
+    search = f"{namespace}.svc.{CLUSTER_DOMAIN} svc.{CLUSTER_DOMAIN} {CLUSTER_DOMAIN}"
+    return f"search {search}\nnameserver {nameserver}\noptions ndots:5\n"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import ctypes
+import ipaddress
 import json
 import os
 import secrets
@@ -33,7 +34,7 @@ import yaml
 
 from modelfleet.localray import free_port, wait_for
 from tests.cluster import binaries
-from tests.cluster.podnet import POD_CIDR
+from tests.cluster.podnet import NODE_IP, POD_CIDR
 from tests.cluster.podrunner import RUNNER_MARKER, pods_tmp, sweep
 from tests.support.kuberay import kuberay_crd_dir
 
@@ -49,7 +50,22 @@ CONTROLLERS = (
     "serviceaccount-controller",
     "endpointslice-controller",
     "endpoints-controller",
+    # The operator's own Deployment (the Helm chart's), and the cluster CA every namespace gets as the
+    # `kube-root-ca.crt` ConfigMap, which in-cluster clients read from their ServiceAccount volume.
+    "deployment-controller",
+    "replicaset-controller",
+    "root-ca-certificate-publisher-controller",
 )
+# Names and addresses the API server's certificate is valid for: loopback (kubectl and the host-side
+# components), the node's address on the pod network (pods), and the `kubernetes` Service's names.
+SERVING_NAMES = (
+    "localhost",
+    "kubernetes",
+    "kubernetes.default",
+    "kubernetes.default.svc",
+    "kubernetes.default.svc.cluster.local",
+)
+SERVICE_IP_RANGE = "10.0.0.0/24"
 _PR_SET_PDEATHSIG = 1
 
 
@@ -227,12 +243,15 @@ class ControlPlane:
         return [
             str(self.bin["kube-apiserver"]),
             f"--etcd-servers=http://127.0.0.1:{self.etcd_port}",
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
-            "--endpoint-reconciler-type=none",  # it refuses a loopback address in the `kubernetes` Service
+            # Pods reach it at the node's address: only inside the private network namespace, whose every
+            # interface is loopback, does it listen beyond 127.0.0.1.
+            f"--bind-address={'0.0.0.0' if self.with_pods else '127.0.0.1'}",
+            f"--advertise-address={NODE_IP if self.with_pods else '127.0.0.1'}",
+            "--endpoint-reconciler-type=none",  # no kube-proxy: pods get the address itself (the pod runner)
             f"--secure-port={self.port}",
-            f"--cert-dir={self.root / 'pki'}",  # it writes a self-signed serving certificate there
-            "--service-cluster-ip-range=10.0.0.0/24",
+            f"--tls-cert-file={self.pki / 'apiserver.crt'}",
+            f"--tls-private-key-file={self.pki / 'apiserver.key'}",
+            f"--service-cluster-ip-range={SERVICE_IP_RANGE}",
             "--allow-privileged=true",
             "--authorization-mode=RBAC",
             "--anonymous-auth=false",
@@ -255,6 +274,7 @@ class ControlPlane:
             "--bind-address=127.0.0.1",
             f"--secure-port={self.kcm_port}",
             f"--cert-dir={self.root / 'pki-kcm'}",
+            f"--root-ca-file={self.pki / 'ca.crt'}",
             "--concurrent-gc-syncs=5",
             "--v=1",
         ]
@@ -277,6 +297,7 @@ class ControlPlane:
             f"--state={self.root / 'pods'}",
             f"--proxy-port={self.proxy_port}",
             f"--runner-id={self.runner_id}",
+            f"--api-server={self.pod_api_server}",
         ]
         return [*command, f"--namespace-selector={namespaces}"] if namespaces else command
 
@@ -295,19 +316,59 @@ class ControlPlane:
     # --- credentials ------------------------------------------------------------------------------------
 
     def _write_credentials(self) -> None:
-        """A service-account signing key and a token per component (all cluster admins, named apart)."""
+        """A cluster CA and the API server's certificate signed by it, a service-account signing key, and a
+        token per component (all cluster admins, named apart)."""
+        self._write_pki()
         key = self.root / "sa.key"
         if not key.exists():
-            subprocess.run(
-                ["openssl", "genrsa", "-out", str(key), "2048"], check=True, capture_output=True, timeout=60
-            )
+            _openssl("genrsa", "-out", str(key), "2048")
         users = ["admin", "kube-controller-manager", "kuberay-operator"]
         self._tokens = {user: (self.token if user == "admin" else secrets.token_hex(16)) for user in users}
         lines = [f"{token},{user},{user},system:masters" for user, token in self._tokens.items()]
         (self.root / "tokens.csv").write_text("\n".join(lines) + "\n")
 
+    def _write_pki(self) -> None:
+        """The cluster's CA (what kube-controller-manager publishes as `kube-root-ca.crt` and pods trust)
+        and the API server's serving certificate for SERVING_NAMES, 127.0.0.1, the node's address and the
+        `kubernetes` Service's cluster IP."""
+        self.pki.mkdir(parents=True, exist_ok=True)
+        ca_key, ca_crt = self.pki / "ca.key", self.pki / "ca.crt"
+        key, csr, crt = (self.pki / f"apiserver.{ext}" for ext in ("key", "csr", "crt"))
+        if crt.exists():
+            return
+        days = "3650"
+        _openssl("genrsa", "-out", str(ca_key), "2048")
+        _openssl(
+            *("req", "-x509", "-new", "-key", str(ca_key), "-out", str(ca_crt), "-days", days),
+            *("-subj", "/CN=modelfleet-dev-ca", "-addext", "basicConstraints=critical,CA:TRUE"),
+            *("-addext", "keyUsage=critical,keyCertSign,cRLSign"),
+        )
+        _openssl(
+            *("req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr)),
+            *("-subj", "/CN=kube-apiserver"),
+        )
+        service_ip = str(next(ipaddress.ip_network(SERVICE_IP_RANGE).hosts()))
+        names = [f"DNS:{n}" for n in SERVING_NAMES] + [
+            f"IP:{ip}" for ip in ("127.0.0.1", NODE_IP, service_ip)
+        ]
+        extensions = self.pki / "apiserver.ext"
+        extensions.write_text(f"subjectAltName={','.join(names)}\nextendedKeyUsage=serverAuth\n")
+        _openssl(
+            *("x509", "-req", "-in", str(csr), "-CA", str(ca_crt), "-CAkey", str(ca_key), "-CAcreateserial"),
+            *("-out", str(crt), "-days", days, "-extfile", str(extensions)),
+        )
+
+    @property
+    def pki(self) -> Path:
+        return self.root / "pki"
+
+    @property
+    def pod_api_server(self) -> str:
+        """The API server as pods reach it (the node's address on the pod network)."""
+        return f"https://{NODE_IP}:{self.port}"
+
     def _kubeconfig_doc(self, user: str) -> dict[str, Any]:
-        ca = (self.root / "pki" / "apiserver.crt").read_bytes()
+        ca = (self.pki / "ca.crt").read_bytes()
         return {
             "apiVersion": "v1",
             "kind": "Config",
@@ -397,6 +458,10 @@ class ControlPlane:
             return True
 
         wait_for("the default ServiceAccount (kube-controller-manager)", exists, timeout_s=60, every_s=0.3)
+
+
+def _openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
 
 
 def kubectl_path() -> str:

@@ -1,27 +1,34 @@
-"""The Ray pod runner: the kubelet's part for the Pods KubeRay creates, on one machine (test infrastructure).
+"""The pod runner: the kubelet's (and the scheduler's) part for the test cluster, on one machine.
 
-It watches KubeRay's pods (in namespaces that opt in by label, or all), binds each to the one Node it
-registers, and runs the pod's Ray container as local processes from this project's virtualenv, which
-stands in for the serving image: the container's own command and arguments (KubeRay's `ray start ...`),
-its environment resolved as a kubelet would (values, downward API, Secrets, `$(VAR)`), init containers
-first. Each pod gets its own address from the pod network (`podnet`): its status.podIP, the address its
-processes listen on and call "localhost". Readiness comes from the pod's own readiness probe; the pod
-status (phase, conditions, container states) is written through the API, and kube-controller-manager's
-EndpointSlice controller turns it into Service endpoints, as in a cluster.
+It registers one Node, watches the pods of the namespaces that opt in by label (all, for
+`make dev-cluster`), binds each to its Node and runs it as a kubelet would:
+- every container of the pod, init containers first, each in a sandbox (sandbox.py) with its own mount
+  and UTS namespaces: the pod's volumes at their `mountPath`s (podvolumes.py: Secrets, ConfigMaps, the
+  projected ServiceAccount token, the downward API, emptyDirs), /etc/resolv.conf naming the cluster's DNS
+  (clusterdns.py), the pod's hostname, and a read-only root file system when the container asks for one;
+- the image a container names is a Python environment of this machine (images.py): the operator image is
+  a virtualenv built like that image, every other image this project's virtualenv;
+- the container's command and arguments, environment resolved as a kubelet does (values, downward API,
+  Secrets, ConfigMaps, `$(VAR)`), plus `KUBERNETES_SERVICE_HOST`/`_PORT` (the API server at the node's
+  address: there is no kube-proxy);
+- readiness probes per container (HTTP, TCP and exec, the last inside the container's namespaces), a pod
+  Ready when every container is;
+- a container that exits is restarted in place under `restartPolicy: Always` (or `OnFailure` after a
+  failure), with a kubelet's back-off; under `Never` it stays terminated and the pod ends Failed or
+  Succeeded once all have;
+- a deleted pod gets SIGTERM, its grace period (at most GRACE_CAP_S), then SIGKILL, and is removed.
 
-What it changes on the way, and why:
-- `--node-ip-address=<pod IP>` is added to `ray start`: in a pod Ray finds its address itself, here the
-  machine has one network for all pods.
-- Service names in the command (a worker's head address) are resolved at start (`clusterdns`): there is
-  no cluster DNS server.
-- A container that exits makes its pod Failed (KubeRay then deletes it and creates a new one), where a
-  kubelet with restartPolicy Always would restart the container in place. Liveness probes are not run.
-- Containers other than the Ray container (KubeRay's autoscaler sidecar) are not run; they show as
-  waiting with reason NotRunByTestRunner.
-- Secret and ConfigMap volumes (`secret` and `projected` secret sources, `configMap`) are written under the
-  pod's folder at start and again whenever the environment is resolved (each exec probe), as a kubelet
-  refreshes them, with the volume's file mode; an environment value naming a path under their mount path is
-  pointed there: the processes share this machine's file system. Other volumes are not modelled.
+Each pod has its own address on the pod network (podnet): its status.podIP, the address its processes
+listen on and call "localhost". kube-controller-manager's EndpointSlice controller turns the reported
+status into Service endpoints, as in a cluster.
+
+What differs from a node, and why it does not hide what a user would meet:
+- `ray start` gets `--node-ip-address=<pod IP>`: in a pod Ray finds its address itself; here every pod
+  shares the machine's one network stack (podnet moves each pod's listeners to its address).
+- Processes run as this user (root of a user namespace), whatever `runAsUser` says; resource limits are not
+  enforced and no scheduling predicate but GPUs is checked (a pod asking for GPUs stays Pending, as on a
+  node without them). Liveness probes are not run.
+- The root file system is this machine's, with the image's environment on PATH: nothing is pulled.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ import re
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -49,48 +57,33 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tests.cluster import podnet
-from tests.cluster.clusterdns import Resolver, serve_proxy
+from tests.cluster import images, podnet
+from tests.cluster.clusterdns import Resolver, resolv_conf, serve_dns, serve_proxy
+from tests.cluster.podvolumes import PodVolumes, VolumeError, field_value
 
 log = logging.getLogger("podrunner")
 NODE = "modelfleet-node"
-NODE_IP = str(next(podnet.POD_CIDR.hosts()))
-KUBERAY_PODS = "app.kubernetes.io/created-by=kuberay-operator"
-# Every process of a pod carries these, so a sweep finds what a crashed runner left behind.
-POD_MARKER, RUNNER_MARKER = "MODELFLEET_POD", "MODELFLEET_POD_RUNNER"
-VENV_BIN = Path(sys.executable).parent
-# What the serving image's environment would hold on this machine: the venv first on PATH, no network.
-IMAGE_ENV = {
-    "PATH": f"{VENV_BIN}:/usr/local/bin:/usr/bin:/bin",
-    "LANG": "C.UTF-8",
-    "HF_HUB_OFFLINE": "1",
-    "VLLM_NO_USAGE_STATS": "1",
-    "RAY_USAGE_STATS_ENABLED": "0",
-    "NO_COLOR": "1",
-}
+NODE_IP = podnet.NODE_IP
+# Every process of a pod carries these, so a sweep finds what a crashed runner (or container) left behind.
+POD_MARKER, CONTAINER_MARKER, RUNNER_MARKER = (
+    "MODELFLEET_POD",
+    "MODELFLEET_CONTAINER",
+    "MODELFLEET_POD_RUNNER",
+)
+SANDBOX = Path(__file__).with_name("sandbox.py")
 WATCH_TIMEOUT_S = 60
+GRACE_CAP_S = 15
+TICK_S = 0.5
+VOLUME_SYNC_S = 2.0
+# A kubelet's restart back-off: the first restart at once, then 10 s doubling up to 5 minutes.
+BACKOFF_S, BACKOFF_MAX_S = 10.0, 300.0
+GPU = "nvidia.com/gpu"
+RAY_TEMP = "/tmp/ray"
 
 
 def now() -> str:
     """RFC 3339, as Kubernetes writes times (the operator's own helper would import all of it)."""
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _field(pod: Any, path: str) -> str:
-    """A downward-API fieldRef of the pod (the paths KubeRay and users use)."""
-    meta = pod.metadata
-    labels = re.fullmatch(r"metadata\.(labels|annotations)\['(.+)'\]", path)
-    if labels:
-        source = meta.labels if labels.group(1) == "labels" else meta.annotations
-        return str((source or {}).get(labels.group(2), ""))
-    return {
-        "metadata.name": meta.name,
-        "metadata.namespace": meta.namespace,
-        "metadata.uid": meta.uid,
-        "spec.nodeName": NODE,
-        "spec.serviceAccountName": pod.spec.service_account_name or "default",
-        "status.hostIP": NODE_IP,
-    }.get(path, "")
 
 
 def _expand(value: str, env: dict[str, str]) -> str:
@@ -105,44 +98,84 @@ def _expand(value: str, env: dict[str, str]) -> str:
 
 
 @dataclass
-class RayPod:
-    """One pod's processes and the status the runner reports for it."""
+class Container:
+    """One container of a pod: its process and what the kubelet reports of it."""
+
+    spec: Any
+    init: bool = False
+    process: subprocess.Popen[bytes] | None = None
+    ready: bool = False
+    restarts: int = 0
+    started_at: str = ""
+    terminated: dict[str, Any] | None = None  # the state, while it is not running
+    last_state: dict[str, Any] | None = None  # the previous run's end, after a restart
+    restart_at: float | None = None  # monotonic time of the next start (back-off)
+    successes: int = 0
+    failures: int = 0
+    next_probe: float = 0.0
+
+    @property
+    def name(self) -> str:
+        return str(self.spec.name)
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+
+@dataclass
+class RunningPod:
+    """One pod's containers, files and the status the runner reports for it."""
 
     pod: Any
     ip: str
-    root: Path  # the pod's files: home, container logs
-    tmp: Path  # its /tmp: short, because Ray's sockets live below it (AF_UNIX paths end at 107 bytes)
-    process: subprocess.Popen[bytes] | None = None
-    ready: bool = False
+    root: Path  # the pod's files: home, volumes, container logs
+    tmp: Path  # its /tmp/ray (Ray's temp dir), when no volume is mounted there
+    volumes: PodVolumes
+    containers: list[Container] = field(default_factory=list)
+    initialized: bool = False
+    phase: str = "Pending"
     started_at: str = ""
     stopping: threading.Event = field(default_factory=threading.Event)
+    reported: str = ""
 
     @property
     def key(self) -> str:
         return f"{self.pod.metadata.namespace}/{self.pod.metadata.name}"
 
     @property
-    def ray_container(self) -> Any:
-        return self.pod.spec.containers[0]
+    def marker(self) -> str:
+        return f"{self.key}/{self.pod.metadata.uid}"
 
 
 class PodRunner:
-    """Watches KubeRay's pods and plays the kubelet for them."""
+    """Watches pods and plays the kubelet for them."""
 
     def __init__(
-        self, core: Any, discovery: Any, state: Path, namespace_selector: str | None, runner_id: str
+        self,
+        core: Any,
+        discovery: Any,
+        state: Path,
+        *,
+        namespace_selector: str | None,
+        runner_id: str,
+        api_server: str,
     ) -> None:
         self.core, self.state = core, state
         self.resolver = Resolver(discovery, core)
         self.namespace_selector = namespace_selector
         self.shim = podnet.shim()
         self.addresses = podnet.Addresses()
-        self.pods: dict[str, RayPod] = {}  # by pod uid
+        self.pods: dict[str, RunningPod] = {}  # by pod uid
         self.lock = threading.Lock()
         self.stopped = threading.Event()
         self.runner_id = runner_id
         self.tmp = pods_tmp(runner_id)
         self.started = 0
+        found = re.fullmatch(r"https://([^:/]+):(\d+)/?", api_server)
+        if found is None:
+            raise ValueError(f"--api-server {api_server!r}: expected https://HOST:PORT")
+        self.api_host, self.api_port = found.group(1), found.group(2)
 
     # --- the node --------------------------------------------------------------------------------------
 
@@ -171,7 +204,7 @@ class PodRunner:
                         "type": "Ready",
                         "status": "True",
                         "reason": "PodRunnerReady",
-                        "message": "the Ray pod runner of the test cluster runs pods here",
+                        "message": "the pod runner of the test cluster runs pods here",
                         "lastHeartbeatTime": now(),
                         "lastTransitionTime": now(),
                     }
@@ -201,13 +234,12 @@ class PodRunner:
             stream = watch.Watch()  # type: ignore[no-untyped-call]
             try:
                 if not version:
-                    listed = self.core.list_pod_for_all_namespaces(label_selector=KUBERAY_PODS)
+                    listed = self.core.list_pod_for_all_namespaces()
                     for pod in listed.items:
                         self.on_pod("ADDED", pod)
                     version = listed.metadata.resource_version
                 for event in stream.stream(  # type: ignore[no-untyped-call]
                     self.core.list_pod_for_all_namespaces,
-                    label_selector=KUBERAY_PODS,
                     resource_version=version,
                     timeout_seconds=WATCH_TIMEOUT_S,
                     _request_timeout=WATCH_TIMEOUT_S + 10,
@@ -231,7 +263,7 @@ class PodRunner:
             known = self.pods.get(uid)
         if kind == "DELETED":
             if known is not None:
-                self.stop_pod(known)
+                threading.Thread(target=self.stop_pod, args=(known,), daemon=True).start()
             return
         if pod.metadata.deletion_timestamp is not None:
             if known is not None or pod.spec.node_name == NODE:
@@ -241,27 +273,62 @@ class PodRunner:
             return
         if pod.spec.node_name not in (None, NODE) or not self._namespace_selected(pod.metadata.namespace):
             return
-        root = self.state / f"{pod.metadata.namespace}_{pod.metadata.name}"
+        if not self._fits(pod):
+            return
+        root = self.state / f"{pod.metadata.namespace}_{pod.metadata.name}_{uid[:8]}"
         with self.lock:
             self.started += 1
-            ray_pod = RayPod(pod=pod, ip=self.addresses.take(), root=root, tmp=self.tmp / str(self.started))
-            self.pods[uid] = ray_pod
-        threading.Thread(target=self.run_pod, args=(ray_pod,), name=ray_pod.key, daemon=True).start()
+            ip = self.addresses.take()
+            volumes = PodVolumes(
+                self.core,
+                pod,
+                root,
+                Path("/dev/shm") / f"mfpods-{self.runner_id[:8]}" / str(self.started),
+                ip=ip,
+                node=NODE,
+                node_ip=NODE_IP,
+            )
+            running = RunningPod(pod=pod, ip=ip, root=root, tmp=self.tmp / str(self.started), volumes=volumes)
+            self.pods[uid] = running
+        threading.Thread(target=self.run_pod, args=(running,), name=running.key, daemon=True).start()
+
+    def _fits(self, pod: Any) -> bool:
+        """The scheduler's one predicate here: this node has no GPUs. A pod that asks for one stays
+        Pending and says why, as on a cluster without GPU nodes."""
+        wanted = sum(
+            float(((c.resources and c.resources.limits) or {}).get(GPU, 0) or 0) for c in pod.spec.containers
+        )
+        if wanted <= 0:
+            return True
+        condition = {
+            "type": "PodScheduled",
+            "status": "False",
+            "reason": "Unschedulable",
+            "message": f"0/1 nodes are available: 1 Insufficient {GPU}.",
+            "lastTransitionTime": now(),
+        }
+        with contextlib.suppress(Exception):
+            self.core.patch_namespaced_pod_status(
+                pod.metadata.name, pod.metadata.namespace, {"status": {"conditions": [condition]}}
+            )
+        return False
 
     # --- one pod ---------------------------------------------------------------------------------------
 
-    def run_pod(self, ray_pod: RayPod) -> None:
+    def run_pod(self, running: RunningPod) -> None:
         try:
-            self._bind(ray_pod)
-            self._run(ray_pod)
-        except Exception:
-            log.exception("pod %s", ray_pod.key)
-            self.kill_processes(ray_pod)
-            with contextlib.suppress(Exception):
-                self._report(ray_pod, phase="Failed", exit_code=-1, reason="RunnerError")
+            self._bind(running)
+            self._run(running)
+        except Exception as error:
+            log.exception("pod %s", running.key)
+            self.kill_all(running)
+            if not running.stopping.is_set():
+                running.phase = "Failed"
+                with contextlib.suppress(Exception):
+                    self._report(running, message=f"pod runner: {error}")
 
-    def _bind(self, ray_pod: RayPod) -> None:
-        pod = ray_pod.pod
+    def _bind(self, running: RunningPod) -> None:
+        pod = running.pod
         if pod.spec.node_name == NODE:
             return
         binding = {
@@ -275,327 +342,383 @@ class PodRunner:
             pod.metadata.name, pod.metadata.namespace, binding, _preload_content=False
         )
 
-    def _run(self, ray_pod: RayPod) -> None:
-        pod = ray_pod.pod
-        for sub in ("home", "logs"):
-            (ray_pod.root / sub).mkdir(parents=True, exist_ok=True)
-        ray_pod.tmp.mkdir(parents=True, exist_ok=True)
-        ray_pod.started_at = now()
-        self._report(ray_pod, phase="Pending", initialized=False)
-        for init in pod.spec.init_containers or []:
-            code = self._start(ray_pod, init, ray_pod.root / "logs" / f"{init.name}.log").wait()
-            if ray_pod.stopping.is_set():
+    def _run(self, running: RunningPod) -> None:
+        pod = running.pod
+        for sub in ("home", "logs", "sandbox"):
+            (running.root / sub).mkdir(parents=True, exist_ok=True)
+        running.tmp.mkdir(parents=True, exist_ok=True)
+        running.started_at = now()
+        running.containers = [Container(c, init=True) for c in pod.spec.init_containers or []]
+        running.containers += [Container(c) for c in pod.spec.containers]
+        self._report(running)
+        while True:  # a kubelet waits for a missing Secret or ConfigMap the pod needs
+            try:
+                running.volumes.sync()
+                break
+            except VolumeError as error:
+                self._report(running, message=str(error), waiting_reason="ContainerCreating")
+                if running.stopping.wait(2):
+                    return
+        for init in (c for c in running.containers if c.init):
+            self._start(running, init)
+            assert init.process is not None
+            code = init.process.wait()
+            self._ended(running, init, code)
+            if running.stopping.is_set():
                 return
             if code != 0:
-                self._report(ray_pod, phase="Failed", exit_code=code, reason="InitContainerFailed")
+                running.phase = "Failed"
+                self._report(running, message=f"init container {init.name} exited with {code}")
                 return
-        ray_pod.process = self._start(ray_pod, ray_pod.ray_container, ray_pod.root / "logs" / "ray.log")
-        self._report(ray_pod, phase="Running")
-        self._probe_until_exit(ray_pod)
-        if ray_pod.stopping.is_set():
-            return
-        code = ray_pod.process.returncode
-        log.info("pod %s: the Ray container exited with %s", ray_pod.key, code)
-        self.kill_processes(ray_pod)
-        self._report(ray_pod, phase="Succeeded" if code == 0 else "Failed", exit_code=code, reason="Error")
+        running.initialized = True
+        for container in (c for c in running.containers if not c.init):
+            self._start(running, container)
+        running.phase = "Running"
+        self._report(running)
+        self._supervise(running)
 
-    def _environment(self, ray_pod: RayPod, container: Any) -> dict[str, str]:
-        env = {
-            **IMAGE_ENV,
-            "HOME": str(ray_pod.root / "home"),
-            "TMPDIR": str(ray_pod.tmp),  # Ray's temp dir (/tmp/ray in a pod) lands here
-            "RAY_TMPDIR": str(ray_pod.tmp),
-            "VLLM_HOST_IP": ray_pod.ip,
-            "VLLM_CACHE_ROOT": str(self.state / "vllm-cache"),
-            "HOSTNAME": ray_pod.pod.metadata.name,
+    def _supervise(self, running: RunningPod) -> None:
+        """Until the pod ends or is deleted: restarts by restartPolicy, probes, volume refreshes, status."""
+        policy = running.pod.spec.restart_policy or "Always"
+        synced = time.monotonic()
+        while not running.stopping.wait(TICK_S):
+            moment = time.monotonic()
+            if moment - synced >= VOLUME_SYNC_S:
+                with contextlib.suppress(VolumeError):
+                    running.volumes.sync()
+                synced = moment
+            for container in (c for c in running.containers if not c.init):
+                if container.process is not None and container.process.poll() is not None:
+                    code = container.process.returncode
+                    self._ended(running, container, code)
+                    if policy == "Always" or (policy == "OnFailure" and code != 0):
+                        delay = 0.0 if container.restarts == 0 else BACKOFF_S * 2 ** (container.restarts - 1)
+                        container.restart_at = moment + min(delay, BACKOFF_MAX_S)
+                if (
+                    container.restart_at is not None
+                    and moment >= container.restart_at
+                    and not running.stopping.is_set()
+                ):
+                    container.restart_at = None
+                    container.restarts += 1
+                    container.last_state, container.terminated = container.terminated, None
+                    self._start(running, container)
+                if container.running:
+                    self._probe_on_period(running, container)
+            app = [c for c in running.containers if not c.init]
+            if all(not c.running and c.restart_at is None for c in app):
+                failed = any((c.terminated or {}).get("exitCode", 0) != 0 for c in app)
+                running.phase = "Failed" if failed else "Succeeded"
+                self._report(running)
+                return
+            self._report(running)
+
+    def _ended(self, running: RunningPod, container: Container, code: int) -> None:
+        log.info("pod %s container %s exited with %s", running.key, container.name, code)
+        self._kill(running, container)  # what it left behind goes with it, as with a container's PID 1
+        container.ready = False
+        container.successes = container.failures = 0
+        container.terminated = {
+            "exitCode": code,
+            "reason": "Completed" if code == 0 else "Error",
+            "startedAt": container.started_at,
+            "finishedAt": now(),
         }
+        container.process = None
+
+    # --- a container's environment and process -----------------------------------------------------------
+
+    def _environment(self, running: RunningPod, container: Any, image: images.Image) -> dict[str, str]:
+        pod = running.pod
+        env = {
+            "PATH": image.path,
+            "LANG": "C.UTF-8",
+            **image.env,
+            "HOME": str(running.root / "home"),
+            "HOSTNAME": _hostname(pod),
+            # The `kubernetes` Service, as a kubelet puts it in every container (there is no kube-proxy:
+            # the API server's own address).
+            "KUBERNETES_SERVICE_HOST": self.api_host,
+            "KUBERNETES_SERVICE_PORT": self.api_port,
+            "KUBERNETES_SERVICE_PORT_HTTPS": self.api_port,
+            "KUBERNETES_PORT": f"tcp://{self.api_host}:{self.api_port}",
+        }
+        if image.ray:
+            env.update(VLLM_HOST_IP=running.ip, VLLM_CACHE_ROOT=str(self.state / "vllm-cache"))
+        for source in container.env_from or []:
+            prefix = source.prefix or ""
+            ref = source.config_map_ref or source.secret_ref
+            kind = "config_map" if source.config_map_ref is not None else "secret"
+            data = self._data(pod.metadata.namespace, kind, ref.name, bool(ref.optional))
+            env.update({prefix + key: value for key, value in data.items()})
         for var in container.env or []:
-            if var.value_from is None:
-                env[var.name] = _expand(var.value or "", env)
-            elif var.value_from.field_ref is not None:
-                path = var.value_from.field_ref.field_path
-                env[var.name] = (
-                    ray_pod.ip if path in ("status.podIP", "status.podIPs") else _field(ray_pod.pod, path)
-                )
-            elif var.value_from.secret_key_ref is not None:
-                ref = var.value_from.secret_key_ref
-                value = self._secret(ray_pod.pod.metadata.namespace, ref.name, ref.key, bool(ref.optional))
-                if value is not None:
-                    env[var.name] = value
-            elif var.value_from.resource_field_ref is not None:
-                ref = var.value_from.resource_field_ref
-                limits = (container.resources.limits or {}) if container.resources else {}
-                env[var.name] = str(limits.get(ref.resource.split(".", 1)[-1], ""))
-        for mount_path, local in self._file_volumes(ray_pod, container).items():
-            for name, value in env.items():
-                if value == mount_path or value.startswith(mount_path.rstrip("/") + "/"):
-                    env[name] = str(local) + value[len(mount_path.rstrip("/")) :]
+            value = self._env_value(running, container, var, env)
+            if value is not None:
+                env[var.name] = value
         env.update(
             {
                 "LD_PRELOAD": str(self.shim),
-                "PODNET_IP": ray_pod.ip,
-                POD_MARKER: f"{ray_pod.key}/{ray_pod.pod.metadata.uid}",
+                "PODNET_IP": running.ip,
+                POD_MARKER: running.marker,
+                CONTAINER_MARKER: f"{running.marker}/{container.name}",
                 RUNNER_MARKER: self.runner_id,
             }
         )
         return env
 
-    def _file_volumes(self, ray_pod: RayPod, container: Any) -> dict[str, Path]:
-        """{mount path: local folder} of the container's Secret and ConfigMap volumes, their files written
-        as a kubelet lays them out (`items` paths, or one file per key) with the volume's mode."""
-        volumes = {v.name: v for v in ray_pod.pod.spec.volumes or []}
-        out: dict[str, Path] = {}
-        for mount in container.volume_mounts or []:
-            volume = volumes.get(mount.name)
-            if volume is None:
-                continue
-            projected = volume.projected.sources or [] if volume.projected else []
-            secrets = [s.secret for s in projected if s.secret] + ([volume.secret] if volume.secret else [])
-            # ConfigMap volumes; not the one in the service account's projected volume (kube-root-ca.crt,
-            # which this control plane does not publish: a pod's processes never read it here).
-            maps = [volume.config_map] if volume.config_map else []
-            if not secrets and not maps:
-                continue
-            local = ray_pod.root / "volumes" / mount.name
-            mode = (volume.projected or volume.secret or volume.config_map).default_mode
-            for source in secrets:
-                name = getattr(source, "secret_name", None) or source.name
-                for key, path in self._secret_items(ray_pod, name, source):
-                    value = self._secret(ray_pod.pod.metadata.namespace, name, key, bool(source.optional))
-                    if value is not None:
-                        _write_atomically(local / path, value, mode)
-            for source in maps:
-                data = self._config_map(ray_pod.pod.metadata.namespace, source.name, bool(source.optional))
-                items = [(i.key, i.path) for i in source.items] if source.items else [(k, k) for k in data]
-                for key, path in items:
-                    if key in data:
-                        _write_atomically(local / path, data[key], mode)
-            local.mkdir(parents=True, exist_ok=True)
-            out[mount.mount_path] = local
-        return out
+    def _env_value(self, running: RunningPod, container: Any, var: Any, env: dict[str, str]) -> str | None:
+        source = var.value_from
+        if source is None:
+            return _expand(var.value or "", env)
+        if source.field_ref is not None:
+            return field_value(running.pod, source.field_ref.field_path, running.ip, NODE, NODE_IP)
+        if source.secret_key_ref is not None or source.config_map_key_ref is not None:
+            ref = source.secret_key_ref or source.config_map_key_ref
+            kind = "secret" if source.secret_key_ref is not None else "config_map"
+            value = self._data(running.pod.metadata.namespace, kind, ref.name, bool(ref.optional)).get(
+                ref.key
+            )
+            if value is None and not ref.optional:
+                raise RuntimeError(f"{kind.replace('_', '')} {ref.name} has no key {ref.key}")
+            return value
+        if source.resource_field_ref is not None:
+            limits = (container.resources.limits or {}) if container.resources else {}
+            return str(limits.get(source.resource_field_ref.resource.split(".", 1)[-1], ""))
+        return None
 
-    def _config_map(self, namespace: str, name: str, optional: bool) -> dict[str, str]:
+    def _data(self, namespace: str, kind: str, name: str, optional: bool) -> dict[str, str]:
+        """A Secret's (decoded) or a ConfigMap's data; {} for an optional one that does not exist."""
+        import base64
+
         try:
-            found = self.core.read_namespaced_config_map(name, namespace)
+            found = getattr(self.core, f"read_namespaced_{kind}")(name, namespace)
         except Exception:
             if optional:
                 return {}
             raise
-        return dict(found.data or {})
+        data = dict(found.data or {})
+        return {k: base64.b64decode(v).decode() for k, v in data.items()} if kind == "secret" else data
 
-    def _secret_items(self, ray_pod: RayPod, name: str, source: Any) -> list[tuple[str, str]]:
-        if source.items:
-            return [(item.key, item.path) for item in source.items]
-        try:
-            secret = self.core.read_namespaced_secret(name, ray_pod.pod.metadata.namespace)
-        except Exception:
-            return []
-        return [(key, key) for key in secret.data or {}]
-
-    def _secret(self, namespace: str, name: str, key: str, optional: bool) -> str | None:
-        import base64
-
-        try:
-            secret = self.core.read_namespaced_secret(name, namespace)
-        except Exception:
-            if optional:
-                return None
-            raise
-        data = (secret.data or {}).get(key)
-        if data is None and not optional:
-            raise RuntimeError(f"secret {namespace}/{name} has no key {key}")
-        return None if data is None else base64.b64decode(data).decode()
-
-    def _command(self, ray_pod: RayPod, container: Any, env: dict[str, str]) -> list[str]:
-        argv = [_expand(part, env) for part in [*(container.command or []), *(container.args or [])]]
+    def _command(
+        self, running: RunningPod, container: Any, env: dict[str, str], image: images.Image
+    ) -> list[str]:
+        command = container.command or list(image.entrypoint)
+        argv = [_expand(part, env) for part in [*command, *(container.args or [])]]
         if not argv:
-            raise RuntimeError(
-                f"container {container.name} has no command: the serving image's entrypoint is not modelled"
-            )
-        argv = [self.resolver.rewrite(part) for part in argv]
-        return [re.sub(r"\bray start\b", f"ray start --node-ip-address={ray_pod.ip}", part) for part in argv]
+            raise RuntimeError(f"container {container.name} has no command and its image no entrypoint")
+        return [re.sub(r"\bray start\b", f"ray start --node-ip-address={running.ip}", part) for part in argv]
 
-    def _start(self, ray_pod: RayPod, container: Any, log_path: Path) -> subprocess.Popen[bytes]:
-        env = self._environment(ray_pod, container)
-        argv = self._command(ray_pod, container, env)
-        log.info("pod %s (%s) container %s: %s", ray_pod.key, ray_pod.ip, container.name, shlex.join(argv))
-        with log_path.open("ab") as out:
-            return subprocess.Popen(
-                argv,
-                cwd=ray_pod.root,
+    def _start(self, running: RunningPod, container: Container) -> None:
+        spec = container.spec
+        image = images.image(spec.image or "")
+        env = self._environment(running, spec, image)
+        argv = self._command(running, spec, env, image)
+        security = spec.security_context
+        mounts = running.volumes.mounts(spec)
+        if image.ray and not any(m["target"] == RAY_TEMP for m in mounts):
+            # The pod's own Ray temp dir (its image's writable layer, in a pod), unless a volume is mounted
+            # there (KubeRay's log volume on a head that runs the autoscaler).
+            mounts.append({"source": str(running.tmp), "target": RAY_TEMP, "readonly": False})
+        sandbox = {
+            "hostname": _hostname(running.pod),
+            "scratch": str(running.root / "sandbox" / f"{container.name}-{container.restarts}"),
+            "mounts": mounts,
+            "files": {
+                "/etc/resolv.conf": resolv_conf(running.pod.metadata.namespace, NODE_IP),
+                "/etc/hosts": _hosts(running),
+                "/etc/hostname": _hostname(running.pod) + "\n",
+            },
+            "read_only_root": bool(security and security.read_only_root_filesystem),
+            "workdir": spec.working_dir or image.workdir or env["HOME"],
+            "argv": argv,
+        }
+        spec_file = running.root / "sandbox" / f"{container.name}-{container.restarts}.json"
+        spec_file.write_text(json.dumps(sandbox))
+        log.info("pod %s (%s) container %s: %s", running.key, running.ip, spec.name, shlex.join(argv))
+        with (running.root / "logs" / f"{spec.name}.log").open("ab") as out:
+            container.process = subprocess.Popen(
+                [sys.executable, "-I", "-S", str(SANDBOX), str(spec_file)],
+                cwd=running.root,
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        container.started_at = now()
+        container.next_probe = time.monotonic() + (
+            (spec.readiness_probe and spec.readiness_probe.initial_delay_seconds) or 0
+        )
 
-    # --- readiness ---------------------------------------------------------------------------------------
+    # --- readiness --------------------------------------------------------------------------------------
 
-    def _probe(self, ray_pod: RayPod, probe: Any) -> bool:
-        container = ray_pod.ray_container
+    def _probe_on_period(self, running: RunningPod, container: Container) -> None:
+        probe = container.spec.readiness_probe
+        if probe is None:
+            container.ready = True
+            return
+        moment = time.monotonic()
+        if moment < container.next_probe:
+            return
+        ok = self._probe(running, container, probe)
+        container.successes, container.failures = (
+            (container.successes + 1, 0) if ok else (0, container.failures + 1)
+        )
+        if not container.ready and container.successes >= (probe.success_threshold or 1):
+            container.ready = True
+            log.info("pod %s container %s is ready", running.key, container.name)
+        elif container.ready and container.failures >= (probe.failure_threshold or 3):
+            container.ready = False
+            log.info("pod %s container %s is not ready", running.key, container.name)
+        # Not ready yet: look again soon (a kubelet probes on its period; a second is kinder to tests).
+        period = probe.period_seconds or 10
+        container.next_probe = moment + (period if container.ready else min(period, 1))
+
+    def _probe(self, running: RunningPod, container: Container, probe: Any) -> bool:
         timeout = probe.timeout_seconds or 1
-        if probe.http_get is not None:
-            port = probe.http_get.port
+        spec = container.spec
+        if probe.http_get is not None or probe.tcp_socket is not None:
+            action = probe.http_get or probe.tcp_socket
+            port = action.port
             if isinstance(port, str) and not port.isdigit():
-                port = next(p.container_port for p in container.ports or [] if p.name == port)
-            url = f"http://{probe.http_get.host or ray_pod.ip}:{port}{probe.http_get.path or '/'}"
+                port = next(p.container_port for p in spec.ports or [] if p.name == port)
+            host = action.host or running.ip
+            if probe.tcp_socket is not None:
+                with (
+                    contextlib.suppress(OSError),
+                    socket.create_connection((host, int(port)), timeout=timeout),
+                ):
+                    return True
+                return False
+            url = f"http://{host}:{port}{probe.http_get.path or '/'}"
             try:
                 with urllib.request.urlopen(url, timeout=timeout) as response:
                     return bool(200 <= response.status < 400)
             except (urllib.error.URLError, OSError, ValueError):
                 return False
         action = getattr(probe, "_exec", None)  # the client names the field `_exec` (exec is a keyword)
-        if action is not None:
-            env = self._environment(ray_pod, container)
-            try:
-                done = subprocess.run(
-                    action.command,
-                    env=env,
-                    cwd=ray_pod.root,
-                    capture_output=True,
-                    timeout=timeout + 5,
-                    check=False,
-                )
-            except (subprocess.TimeoutExpired, OSError):
-                return False
-            return done.returncode == 0
-        return True
-
-    def _probe_until_exit(self, ray_pod: RayPod) -> None:
-        """Run the readiness probe on its period while the container runs; report Ready changes."""
-        assert ray_pod.process is not None
-        probe = ray_pod.ray_container.readiness_probe
-        started = time.monotonic()
-        successes = failures = 0
-        while ray_pod.process.poll() is None and not ray_pod.stopping.is_set():
-            period = (probe.period_seconds or 10) if probe else 1
-            if probe is None:
-                ok = True
-            elif time.monotonic() - started < (probe.initial_delay_seconds or 0) and not ray_pod.ready:
-                ok = False
-            else:
-                ok = self._probe(ray_pod, probe)
-            successes, failures = (successes + 1, 0) if ok else (0, failures + 1)
-            ready = ray_pod.ready
-            if not ready and ok and successes >= ((probe.success_threshold or 1) if probe else 1):
-                ready = True
-            elif ready and not ok and failures >= ((probe.failure_threshold or 3) if probe else 1):
-                ready = False
-            if ready != ray_pod.ready:
-                ray_pod.ready = ready
-                log.info("pod %s is %s", ray_pod.key, "ready" if ready else "not ready")
-                self._report(ray_pod, phase="Running")
-            # Not ready yet: look again soon (a kubelet probes on its period; a second is kinder to tests).
-            self._wait_for_exit(ray_pod, period if ray_pod.ready else min(period, 1))
-
-    @staticmethod
-    def _wait_for_exit(ray_pod: RayPod, seconds: float) -> None:
-        """Sleep until the next probe, waking at once when the container exits (a kubelet's PLEG relists
-        every second; waiting out a probe period would hide a crash for up to 10 s)."""
-        assert ray_pod.process is not None
-        deadline = time.monotonic() + seconds
-        while not ray_pod.stopping.is_set() and (left := deadline - time.monotonic()) > 0:
-            try:
-                ray_pod.process.wait(timeout=min(left, 0.5))
-                return
-            except subprocess.TimeoutExpired:
-                continue
+        if action is None or container.process is None:
+            return True
+        env = self._environment(running, spec, images.image(spec.image or ""))
+        try:  # inside the container's mount and UTS namespaces, as a runtime's exec is
+            done = subprocess.run(
+                ["nsenter", f"--target={container.process.pid}", "--mount", "--uts", "--", *action.command],
+                env=env,
+                cwd="/",
+                capture_output=True,
+                timeout=timeout + 5,
+                check=False,
+            )
+        except (subprocess.TimeoutExpired, OSError):
+            return False
+        return done.returncode == 0
 
     # --- status ------------------------------------------------------------------------------------------
 
-    def _report(
-        self,
-        ray_pod: RayPod,
-        *,
-        phase: str,
-        initialized: bool = True,
-        exit_code: int | None = None,
-        reason: str = "",
-    ) -> None:
-        pod = ray_pod.pod
-        running = phase == "Running"
-        ready = running and ray_pod.ready
+    def _report(self, running: RunningPod, *, message: str = "", waiting_reason: str = "") -> None:
+        """Patch the pod's status when it changed since the last report."""
+        ready = running.phase == "Running" and all(c.ready for c in running.containers if not c.init)
         stamp = now()
 
         def condition(kind: str, status: bool) -> dict[str, str]:
             return {"type": kind, "status": "True" if status else "False", "lastTransitionTime": stamp}
 
-        statuses = []
-        for index, container in enumerate(pod.spec.containers):
-            if index != 0:
-                state: dict[str, Any] = {"waiting": {"reason": "NotRunByTestRunner"}}
-            elif exit_code is not None:
-                state = {
-                    "terminated": {
-                        "exitCode": exit_code,
-                        "reason": "Completed" if exit_code == 0 else reason or "Error",
-                        "startedAt": ray_pod.started_at,
-                        "finishedAt": stamp,
-                    }
+        def state(container: Container) -> dict[str, Any]:
+            if container.running:
+                return {"running": {"startedAt": container.started_at}}
+            if container.terminated is not None and container.restart_at is None:
+                return {"terminated": container.terminated}
+            if container.restart_at is not None:
+                return {
+                    "waiting": {"reason": "CrashLoopBackOff" if container.restarts else "ContainerCreating"}
                 }
-            elif running:
-                state = {"running": {"startedAt": ray_pod.started_at}}
-            else:
-                state = {"waiting": {"reason": "PodInitializing"}}
-            statuses.append(
-                {
-                    "name": container.name,
-                    "image": container.image or "",
-                    "imageID": "",
-                    "ready": bool(index == 0 and ready),
-                    "restartCount": 0,
-                    "started": bool(index == 0 and running),
-                    "state": state,
+            return {
+                "waiting": {
+                    "reason": waiting_reason or "PodInitializing",
+                    **({"message": message} if message else {}),
                 }
-            )
-        body = {
-            "status": {
-                "phase": phase,
-                "hostIP": NODE_IP,
-                "hostIPs": [{"ip": NODE_IP}],
-                "podIP": ray_pod.ip,
-                "podIPs": [{"ip": ray_pod.ip}],
-                "startTime": ray_pod.started_at,
-                "conditions": [
-                    condition("PodScheduled", True),
-                    condition("Initialized", initialized),
-                    condition("ContainersReady", ready),
-                    condition("Ready", ready),
-                ],
-                "containerStatuses": statuses,
             }
+
+        def status_of(container: Container) -> dict[str, Any]:
+            return {
+                "name": container.name,
+                "image": container.spec.image or "",
+                "imageID": "",
+                "ready": container.ready,
+                "restartCount": container.restarts,
+                "started": container.running,
+                "state": state(container),
+                **({"lastState": {"terminated": container.last_state}} if container.last_state else {}),
+            }
+
+        status: dict[str, Any] = {
+            "phase": running.phase,
+            "hostIP": NODE_IP,
+            "hostIPs": [{"ip": NODE_IP}],
+            "podIP": running.ip,
+            "podIPs": [{"ip": running.ip}],
+            "startTime": running.started_at,
+            "conditions": [
+                condition("PodScheduled", True),
+                condition("Initialized", running.initialized),
+                condition("ContainersReady", ready),
+                condition("Ready", ready),
+            ],
+            "containerStatuses": [status_of(c) for c in running.containers if not c.init],
+            "initContainerStatuses": [status_of(c) for c in running.containers if c.init],
+            **({"message": message} if message else {}),
         }
+        # Times change on every call: compare without them.
+        fingerprint = json.dumps(status, sort_keys=True).replace(stamp, "")
+        if fingerprint == running.reported:
+            return
         try:
-            self.core.patch_namespaced_pod_status(pod.metadata.name, pod.metadata.namespace, body)
+            self.core.patch_namespaced_pod_status(
+                running.pod.metadata.name, running.pod.metadata.namespace, {"status": status}
+            )
+            running.reported = fingerprint
         except Exception as error:
             if getattr(error, "status", None) != 404:  # a pod deleted meanwhile needs no status
-                log.warning("status of pod %s: %s", ray_pod.key, error)
+                log.warning("status of pod %s: %s", running.key, error)
 
     # --- stopping ----------------------------------------------------------------------------------------
 
-    def kill_processes(self, ray_pod: RayPod) -> None:
-        """Every process of the pod: its process group and anything that carries its marker."""
-        marker = f"{POD_MARKER}={ray_pod.key}/{ray_pod.pod.metadata.uid}".encode()
-        if ray_pod.process is not None:
+    def _kill(self, running: RunningPod, container: Container, sig: int = signal.SIGKILL) -> None:
+        if container.process is not None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(ray_pod.process.pid, signal.SIGKILL)
-        sweep(marker)
-        if ray_pod.process is not None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                ray_pod.process.wait(timeout=10)
+                os.killpg(container.process.pid, sig)
+        if sig == signal.SIGKILL:
+            sweep(f"{CONTAINER_MARKER}={running.marker}/{container.name}".encode())
+            if container.process is not None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    container.process.wait(timeout=10)
 
-    def stop_pod(self, ray_pod: RayPod) -> None:
-        ray_pod.stopping.set()
-        self.kill_processes(ray_pod)
+    def kill_all(self, running: RunningPod) -> None:
+        for container in running.containers:
+            self._kill(running, container)
+        sweep(f"{POD_MARKER}={running.marker}".encode())
+
+    def stop_pod(self, running: RunningPod, grace_s: float = 0) -> None:
+        """SIGTERM to every container, up to `grace_s` for them to end, then SIGKILL to what is left."""
+        running.stopping.set()
+        if grace_s > 0:
+            for container in running.containers:
+                if container.running:
+                    self._kill(running, container, signal.SIGTERM)
+            deadline = time.monotonic() + grace_s
+            while any(c.running for c in running.containers) and time.monotonic() < deadline:
+                time.sleep(0.2)  # a poll under the grace period's deadline
+        self.kill_all(running)
         with self.lock:
-            self.pods.pop(ray_pod.pod.metadata.uid, None)
-            self.addresses.give_back(ray_pod.ip)
+            self.pods.pop(running.pod.metadata.uid, None)
+            self.addresses.give_back(running.ip)
+        running.volumes.remove()
 
-    def finish_delete(self, pod: Any, known: RayPod | None) -> None:
+    def finish_delete(self, pod: Any, known: RunningPod | None) -> None:
         """A kubelet's part of a graceful delete: stop the containers, then remove the pod for good."""
         if known is not None:
-            self.stop_pod(known)
+            grace = pod.metadata.deletion_grace_period_seconds
+            self.stop_pod(known, min(GRACE_CAP_S, 30 if grace is None else grace))
         from kubernetes.client import V1DeleteOptions, V1Preconditions
 
         with contextlib.suppress(Exception):
@@ -611,9 +734,21 @@ class PodRunner:
         self.stopped.set()
         with self.lock:
             pods = list(self.pods.values())
-        for ray_pod in pods:
-            self.stop_pod(ray_pod)
+        for running in pods:
+            self.stop_pod(running)
         sweep(f"{RUNNER_MARKER}={self.runner_id}".encode())
+
+
+def _hostname(pod: Any) -> str:
+    return str(pod.spec.hostname or pod.metadata.name)[:63]
+
+
+def _hosts(running: RunningPod) -> str:
+    """The kubelet-managed /etc/hosts of a pod."""
+    return (
+        "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+        f"{running.ip}\t{_hostname(running.pod)}\n"
+    )
 
 
 def _marked_processes() -> Iterator[tuple[int, list[bytes]]]:
@@ -636,23 +771,9 @@ def pod_processes(namespace: str) -> list[int]:
     return [pid for pid, environ in _marked_processes() if any(var.startswith(prefix) for var in environ)]
 
 
-def _write_atomically(path: Path, value: str, mode: int | None = None) -> None:
-    """A Secret or ConfigMap volume's file, replaced whole as a kubelet's atomic writer does: the environment
-    is resolved again for every exec probe, and a reader must never see the file empty mid-write (the serving
-    app's key reload would refuse every request until its next read)."""
-    if path.exists() and path.read_text() == value:
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staged = path.with_name(f".{path.name}.tmp")
-    staged.write_text(value)
-    if mode is not None:
-        staged.chmod(mode)
-    os.replace(staged, path)
-
-
 def pods_tmp(runner_id: str) -> Path:
-    """Where the runner's pods keep Ray's temp dirs: short (Ray's socket paths must fit AF_UNIX's 107 bytes),
-    one per runner, removed when the runner or its control plane stops."""
+    """Where the runner's pods keep their /tmp/ray, one folder per runner, removed when the runner or its
+    control plane stops."""
     return Path(tempfile.gettempdir()) / f"mfpods-{runner_id[:8]}"
 
 
@@ -672,6 +793,9 @@ def main() -> int:
     parser.add_argument("--kubeconfig", required=True)
     parser.add_argument("--state", type=Path, required=True, help="where pods keep their files and logs")
     parser.add_argument("--proxy-port", type=int, required=True, help="cluster-DNS HTTP proxy on 127.0.0.1")
+    parser.add_argument(
+        "--api-server", required=True, help="the API server as pods reach it (https://IP:PORT)"
+    )
     parser.add_argument("--namespace-selector", help="run pods only in namespaces with these labels")
     parser.add_argument("--runner-id", required=True, help="marks every pod process, for the final sweep")
     args = parser.parse_args()
@@ -681,7 +805,12 @@ def main() -> int:
     podnet.ensure_routes()
     api = config.new_client_from_config(config_file=args.kubeconfig)  # type: ignore[no-untyped-call]
     runner = PodRunner(
-        client.CoreV1Api(api), client.DiscoveryV1Api(api), args.state, args.namespace_selector, args.runner_id
+        client.CoreV1Api(api),
+        client.DiscoveryV1Api(api),
+        args.state,
+        namespace_selector=args.namespace_selector,
+        runner_id=args.runner_id,
+        api_server=args.api_server,
     )
 
     def on_signal(_signum: int, _frame: Any) -> None:
@@ -691,6 +820,7 @@ def main() -> int:
     signal.signal(signal.SIGINT, on_signal)
     loop = asyncio.new_event_loop()
     proxy = loop.run_until_complete(serve_proxy(runner.resolver, args.proxy_port))
+    dns = loop.run_until_complete(serve_dns(runner.resolver, NODE_IP))
     threading.Thread(target=loop.run_forever, daemon=True).start()
     watcher = threading.Thread(target=runner.run, daemon=True)
     watcher.start()
@@ -698,7 +828,9 @@ def main() -> int:
     runner.stopped.wait()
     runner.stop()
     loop.call_soon_threadsafe(proxy.close)
+    loop.call_soon_threadsafe(dns.close)
     shutil.rmtree(runner.tmp, ignore_errors=True)
+    shutil.rmtree(Path("/dev/shm") / f"mfpods-{runner.runner_id[:8]}", ignore_errors=True)
     shutil.rmtree(args.state / "vllm-cache", ignore_errors=True)
     return 0
 

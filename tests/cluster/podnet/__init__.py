@@ -19,6 +19,8 @@ from pathlib import Path
 from tests.cluster import binaries
 
 POD_CIDR = ipaddress.ip_network("10.244.0.0/24")
+# The node's own address on the pod network: where the pods reach the API server and the cluster's DNS.
+NODE_IP = str(next(POD_CIDR.hosts()))
 SOURCE = Path(__file__).with_name("podnet.c")
 
 
@@ -90,21 +92,37 @@ def ensure_routes() -> None:
         )
 
 
+def _address(verb: str, ip: str) -> None:
+    done = subprocess.run(
+        ["ip", "address", verb, f"{ip}/32", "dev", "lo"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
+    if done.returncode != 0 and "File exists" not in done.stderr and "Cannot assign" not in done.stderr:
+        raise PodNetworkUnavailable(f"ip address {verb} {ip}: {done.stderr.strip()}")
+
+
 class Addresses:
-    """Pod IPs handed out from POD_CIDR and taken back when a pod is gone."""
+    """Pod IPs handed out from POD_CIDR and taken back when a pod is gone. Each is also an address of the
+    loopback interface while its pod lives, as a CNI gives a pod's address to its interface: software that
+    looks its address up among the interfaces (vLLM's gloo does) finds it."""
 
     def __init__(self) -> None:
-        self._free = [str(ip) for ip in list(POD_CIDR.hosts())[1:]]  # .1 stays the "node"
+        self._free = [str(ip) for ip in list(POD_CIDR.hosts())[1:]]  # .1 is the node's (NODE_IP)
         self._used: set[str] = set()
 
     def take(self) -> str:
         if not self._free:
             raise RuntimeError(f"no pod address left in {POD_CIDR}")
         ip = self._free.pop(0)
+        _address("add", ip)
         self._used.add(ip)
         return ip
 
     def give_back(self, ip: str) -> None:
         if ip in self._used:
             self._used.discard(ip)
+            _address("del", ip)
             self._free.append(ip)  # to the end: a restarted pod gets a new address, as on a node
