@@ -29,9 +29,11 @@ def run_part(part: str, work_dir: Path, args: argparse.Namespace) -> Path:
         )
         part = f"serving-{args.server}" if args.server else part  # one server's run beside the full one
     elif part == "wake":
-        from bench import wake
+        from bench import wake, wake_workers
 
-        body = wake.run(_tiny_model(work_dir), work_dir, trials=args.trials)
+        model = _tiny_model(work_dir)
+        body = wake.run(model, work_dir, trials=args.trials)
+        body["from_zero_workers"] = wake_workers.run(model, work_dir, trials=args.worker_trials)
     elif part == "prefix":
         from bench import prefix
 
@@ -80,7 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--py-spy", action="store_true", help="profile: record py-spy stacks too")
     parser.add_argument("--rounds", type=int, default=2, help="serving: A B C rounds")
     parser.add_argument("--duration", type=float, default=8.0, help="serving: seconds per measured cell")
-    parser.add_argument("--trials", type=int, default=5, help="wake: wakes from zero")
+    parser.add_argument("--trials", type=int, default=5, help="wake: wakes from zero replicas")
+    parser.add_argument(
+        "--worker-trials", type=int, default=3, help="wake: wakes from zero workers (on the test cluster)"
+    )
     parser.add_argument("--fleets", type=int, default=500, help="operator: fleets to create")
     args = parser.parse_args(argv)
     if args.part == "profile":

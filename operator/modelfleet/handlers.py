@@ -21,12 +21,14 @@ from modelfleet.reconcile import RAY_GROUP, RAY_PLURAL, RAY_VERSION, Outcome, Re
 from modelfleet.render import DEFAULT_IMAGE, FLEET_LABEL
 from modelfleet.render.network_policy import ControlPlane
 from modelfleet.serve_details import ServeDetails
+from modelfleet.workers import NODE_TYPE_LABEL, WorkerPods
 
 ANNOTATION_PREFIX = "modelfleet.dev"
 # How often a fleet's Serve details are read again when nothing else happened (scale to zero and back).
 SERVE_POLL_S = 10.0
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 _state: dict[str, Reconciler] = {}
+WORKER_PODS = WorkerPods()
 
 
 def _reconciler() -> Reconciler:
@@ -55,7 +57,11 @@ def configure(settings: kopf.OperatorSettings, logger: Logger, **_: Any) -> None
     details = ServeDetails() if serve_details_enabled() else None
     control = control_plane()
     _state["reconciler"] = Reconciler(
-        client.CustomObjectsApi(), default_image=image, serve_details=details, control=control
+        client.CustomObjectsApi(),
+        default_image=image,
+        serve_details=details,
+        control=control,
+        worker_pods=WORKER_PODS.counts,
     )
     logger.info(
         "ModelFleet operator ready (default serving image %s; Serve details %s; fleets' dashboards open to "
@@ -152,6 +158,16 @@ def owned_object_changed(body: kopf.Body, logger: Logger, **_: Any) -> None:
     fleet = _owner_fleet(body)
     if fleet is not None:
         _run(fleet, logger)
+
+
+@kopf.on.event("", "v1", "pods", labels={FLEET_LABEL: kopf.PRESENT, NODE_TYPE_LABEL: "worker"})
+def worker_pod_changed(body: kopf.Body, type: str | None, logger: Logger, **_: Any) -> None:
+    """The autoscaler added or removed a worker, or one became ready: when its group's counts changed,
+    reconcile the fleet (its status.workers and the messages of models waiting for a worker)."""
+    if WORKER_PODS.observe(body, gone=type == "DELETED"):
+        fleet = _owner_fleet(body)
+        if fleet is not None:
+            _run(fleet, logger)
 
 
 def serve_details_enabled() -> bool:

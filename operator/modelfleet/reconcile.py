@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -28,7 +28,7 @@ from modelfleet.api.validation import validate_fleet
 from modelfleet.render import DEFAULT_IMAGE, render, render_config_map, render_network_policy
 from modelfleet.render.network_policy import ControlPlane, policy_name
 from modelfleet.render.routes import config_map_name
-from modelfleet.serve_details import Fetch, serving_cluster
+from modelfleet.serve_details import Fetch, serving_cluster, serving_cluster_name
 from modelfleet.status import fleet_status, status_document
 
 RAY_GROUP, RAY_VERSION, RAY_PLURAL = "ray.io", "v1", "rayservices"
@@ -131,10 +131,13 @@ class Reconciler:
         control: ControlPlane | None = None,
         networking: NetworkingV1Api | None = None,
         core: CoreV1Api | None = None,
+        worker_pods: Callable[[str, str], Mapping[str, tuple[int, int]]] | None = None,
     ) -> None:
         """`serve_details(namespace, rayservice)` reads Serve's application details from the serving
         cluster (replicas, scale to zero), or None; without it status rests on KubeRay's alone.
-        `control` says where the operators calling a fleet's dashboard run (its NetworkPolicy lets them)."""
+        `control` says where the operators calling a fleet's dashboard run (its NetworkPolicy lets them).
+        `worker_pods(namespace, ray_cluster)` gives {group: (ready, desired)} worker pods (workers.py)."""
+        self.worker_pods = worker_pods
         self.api = api
         self.default_image = default_image
         self.serve_details = serve_details
@@ -408,6 +411,11 @@ class Reconciler:
             assert rayservice is not None
             meta = rayservice["metadata"]
             details = self.serve_details(meta.get("namespace") or "default", meta["name"])
+        workers = None
+        if self.worker_pods is not None and not problems:
+            cluster = serving_cluster_name(rayservice)
+            meta = (rayservice or {}).get("metadata") or {}
+            workers = self.worker_pods(meta.get("namespace") or "default", cluster) if cluster else {}
         computed = fleet_status(
             fleet,
             rayservice,
@@ -416,6 +424,7 @@ class Reconciler:
             apply_error=apply_error,
             previous=previous,
             now=now_rfc3339(),
+            worker_pods=workers,
         )
         status = status_document(computed)
         if status == previous:

@@ -70,3 +70,14 @@ def serving_cluster(rayservice: dict[str, Any] | None) -> bool:
     """KubeRay reports a cluster that serves (active), so its dashboard is worth asking."""
     status = (rayservice or {}).get("status") or {}
     return bool((status.get("activeServiceStatus") or {}).get("rayClusterName"))
+
+
+def serving_cluster_name(rayservice: dict[str, Any] | None) -> str:
+    """The Ray cluster whose workers the fleet reports: the active one, or before any is, the one being
+    built ("" when KubeRay has named none)."""
+    status = (rayservice or {}).get("status") or {}
+    for key in ("activeServiceStatus", "pendingServiceStatus"):
+        name = (status.get(key) or {}).get("rayClusterName")
+        if name:
+            return str(name)
+    return ""

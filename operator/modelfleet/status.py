@@ -20,6 +20,7 @@ from modelfleet.api.v1alpha1 import (
     ModelFleetStatus,
     ModelState,
     ModelStatus,
+    WorkerGroupStatus,
     endpoint_url,
 )
 
@@ -55,9 +56,25 @@ def clean_message(text: str) -> str:
     return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 3] + "..."
 
 
-def _model_names(fleet: Mapping[str, Any]) -> list[str]:
+def _models(fleet: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
     models = (fleet.get("spec") or {}).get("models") or []
-    return [str(m.get("name")) for m in models if isinstance(m, Mapping) and m.get("name")]
+    return [(str(m.get("name")), m) for m in models if isinstance(m, Mapping) and m.get("name")]
+
+
+def _observed_workers(
+    groups: Sequence[Mapping[str, Any]], worker_pods: Mapping[str, tuple[int, int]] | None
+) -> list[WorkerGroupStatus]:
+    """Each group of the spec with its (ready, desired) worker pods; none when they are not known."""
+    if worker_pods is None:
+        return []
+    return [
+        WorkerGroupStatus(
+            group=g["name"],
+            ready=worker_pods.get(g["name"], (0, 0))[0],
+            desired=worker_pods.get(g["name"], (0, 0))[1],
+        )
+        for g in groups
+    ]
 
 
 def _alias_statuses(fleet: Mapping[str, Any], models: Sequence[ModelStatus]) -> list[AliasStatus]:
@@ -110,24 +127,66 @@ def _details_state(app: Mapping[str, Any]) -> tuple[ModelState | None, int | Non
     return ("ScaledToZero", 0) if asleep and running == 0 else (None, running)
 
 
-def model_status(name: str, app: Mapping[str, Any] | None, details: Mapping[str, Any] | None) -> ModelStatus:
-    """The state of one model from its application status (KubeRay's or Serve's) and Serve details."""
+def _starting(details: Mapping[str, Any]) -> str:
+    """What a model's starting replica waits for, from Serve's details: "placement" while Ray has no node
+    for it (the autoscaler must add a worker), "loading" once it runs on one (the engine loads), else ""."""
+    replicas = [r for d in (details.get("deployments") or {}).values() for r in d.get("replicas") or []]
+    starting = [r for r in replicas if r.get("state") == "STARTING"]
+    if any(not r.get("node_id") for r in starting):
+        return "placement"
+    return "loading" if starting else ""
+
+
+def model_status(
+    name: str, app: Mapping[str, Any] | None, details: Mapping[str, Any] | None, waiting_for: str = ""
+) -> ModelStatus:
+    """The state of one model from its application status (KubeRay's or Serve's) and Serve details.
+    `waiting_for` says which worker its replicas wait for when Ray has no node for them yet."""
     source = details if details is not None else app
     if source is None:
         return ModelStatus(name=name, state="Pending", message="not deployed yet")
     state = _APP_STATES.get(str(source.get("status")), "Deploying")
     replicas: int | None = None
+    starting = ""
     if details is not None:
         refined, replicas = _details_state(details)
         if refined is not None and state == "Ready":
             state = refined
+        elif state == "Ready" and replicas == 0:
+            state = "ScaledToZero"  # waking: asked to scale up from zero, no replica runs yet
+        starting = _starting(details)
     message = ""
-    if state not in _SERVING:
+    if starting and state in ("Deploying", "ScaledToZero"):
+        what = (waiting_for or "waiting for a worker") if starting == "placement" else "loading the model"
+        message = f"Waking: {what}" if state == "ScaledToZero" else what[0].upper() + what[1:]
+    elif state not in _SERVING:
         # The root cause sits on the failed deployment (the application says only which one failed).
         deployments = source.get("serveDeploymentStatuses") or source.get("deployments") or {}
         reasons = [clean_message(str(d.get("message") or "")) for d in deployments.values()]
         message = next((r for r in reasons if r), "") or clean_message(str(source.get("message") or ""))
     return ModelStatus(name=name, state=state, replicas=replicas, message=message)
+
+
+def _worker_groups(fleet: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    workers = (fleet.get("spec") or {}).get("workers") or []
+    return [w for w in workers if isinstance(w, Mapping) and isinstance(w.get("name"), str)]
+
+
+def _waiting_for(
+    model: Mapping[str, Any], groups: Sequence[Mapping[str, Any]], workers: Sequence[WorkerGroupStatus]
+) -> str:
+    """Which worker group a model's unplaced replica waits for: one whose pods can hold it (enough GPUs for
+    its share), preferring one that is adding a worker now."""
+    gpus = model.get("gpus", 1) if model.get("accelerator", "gpu") == "gpu" else 0
+    fits = [g["name"] for g in groups if float(g.get("gpusPerWorker", 1)) >= float(gpus or 0)]
+    observed = {w.group: w for w in workers}
+    growing = [n for n in fits if n in observed and observed[n].desired > observed[n].ready]
+    chosen = (growing or fits or [""])[0]
+    if not chosen:
+        return ""
+    seen = observed.get(chosen)
+    counts = f" ({seen.ready}/{seen.desired} ready)" if seen is not None else ""
+    return f"waiting for a worker in group {chosen}{counts}"
 
 
 def _rs_condition(rayservice: Mapping[str, Any] | None, kind: str) -> Mapping[str, Any] | None:
@@ -202,18 +261,27 @@ def fleet_status(
     apply_error: str = "",
     previous: Mapping[str, Any] | None = None,
     now: str = "",
+    worker_pods: Mapping[str, tuple[int, int]] | None = None,
 ) -> ModelFleetStatus:
     """The fleet's status. `fleet` is the raw object (it may be invalid); `serve_details` is the body of
     Serve's `GET /api/serve/applications/` when the caller can reach the dashboard; `apply_error` is the
-    API server's refusal of the rendered RayService, if any."""
+    API server's refusal of the rendered RayService, if any; `worker_pods` is {group: (ready, desired)} of
+    the serving cluster's worker pods, when the caller watches them."""
     metadata = fleet.get("metadata") or {}
     name, namespace = str(metadata.get("name", "")), str(metadata.get("namespace") or "default")
     generation = metadata.get("generation")
     apps = _app_statuses(rayservice)
     detail_apps: Mapping[str, Any] = (serve_details or {}).get("applications") or {}
+    groups = _worker_groups(fleet)
+    workers = _observed_workers(groups, worker_pods)
     models = [
-        model_status(model, apps.get(model), detail_apps.get(model) if serve_details is not None else None)
-        for model in _model_names(fleet)
+        model_status(
+            name,
+            apps.get(name),
+            detail_apps.get(name) if serve_details is not None else None,
+            _waiting_for(spec, groups, workers),
+        )
+        for name, spec in _models(fleet)
     ]
     invalid = bool(problems)
     phase = "Failed" if apply_error and not invalid else _phase(models, rayservice, invalid)
@@ -260,6 +328,12 @@ def fleet_status(
         message=message,
         observed_generation=generation,
         models=models,
+        workers=workers,
+        ready_workers=(
+            f"{sum(w.ready for w in workers)}/{sum(w.desired for w in workers)}"
+            if worker_pods is not None
+            else ""
+        ),
         aliases=_alias_statuses(fleet, models),
         conditions=conditions,
     )

@@ -27,10 +27,15 @@ DEV_STATE = REPO / ".modelfleet" / "dev-cluster.json"
 
 
 def build() -> int:
+    """The Go binaries, and the operator image's environment (pip needs PyPI, which the private network
+    namespace the tests run in cannot reach)."""
+    from tests.cluster import images
+
     started = time.monotonic()
     for name, path in binaries.ensure_all().items():
         print(f"{name}: {path}")
     print(f"control plane binaries ready in {time.monotonic() - started:.1f}s", file=sys.stderr)
+    print(f"operator image environment: {images.operator_environment()}")
     return 0
 
 

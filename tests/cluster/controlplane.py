@@ -259,6 +259,11 @@ class ControlPlane:
             f"--service-account-issuer=https://127.0.0.1:{self.port}",
             f"--service-account-key-file={self.root / 'sa.key'}",
             f"--service-account-signing-key-file={self.root / 'sa.key'}",
+            # What the API server answered every ServiceAccount (the operator's, the autoscaler's): tests
+            # check an account's refusals here, not in its client's log.
+            f"--audit-policy-file={self.root / 'audit-policy.yaml'}",
+            f"--audit-log-path={self.audit_log}",
+            "--audit-log-maxsize=200",
             "--v=1",
         ]
 
@@ -322,6 +327,13 @@ class ControlPlane:
         key = self.root / "sa.key"
         if not key.exists():
             _openssl("genrsa", "-out", str(key), "2048")
+        policy = {
+            "apiVersion": "audit.k8s.io/v1",
+            "kind": "Policy",
+            "omitStages": ["RequestReceived"],
+            "rules": [{"level": "Metadata", "userGroups": ["system:serviceaccounts"]}, {"level": "None"}],
+        }
+        (self.root / "audit-policy.yaml").write_text(yaml.safe_dump(policy))
         users = ["admin", "kube-controller-manager", "kuberay-operator"]
         self._tokens = {user: (self.token if user == "admin" else secrets.token_hex(16)) for user in users}
         lines = [f"{token},{user},{user},system:masters" for user, token in self._tokens.items()]
@@ -361,6 +373,23 @@ class ControlPlane:
     @property
     def pki(self) -> Path:
         return self.root / "pki"
+
+    @property
+    def audit_log(self) -> Path:
+        return self.logs / "audit.log"
+
+    def refusals(self, user: str) -> list[str]:
+        """Requests of `user` (a ServiceAccount's `system:serviceaccount:<ns>:<name>`) the API server
+        refused as forbidden (403), from its audit log: `verb resource` of each."""
+        found = []
+        for line in self.audit_log.read_text().splitlines() if self.audit_log.exists() else []:
+            event = json.loads(line)
+            if (
+                event["user"].get("username") == user
+                and (event.get("responseStatus") or {}).get("code") == 403
+            ):
+                found.append(f"{event['verb']} {event.get('requestURI', '')}")
+        return found
 
     @property
     def pod_api_server(self) -> str:

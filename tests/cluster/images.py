@@ -34,6 +34,7 @@ OPERATOR_IMAGE = "ghcr.io/modelfleet/modelfleet-operator"
 OPERATOR_IMAGE_SOURCES = ("pyproject.toml", "README.md", "operator", "serving_app")
 SERVING_ENVIRONMENT = Path(sys.executable).parent.parent
 PIP_TIMEOUT_S = 1200
+MIN_SETUPTOOLS = 75  # pyproject.toml's [build-system]
 
 
 @dataclass(frozen=True)
@@ -112,15 +113,35 @@ def _run(argv: list[str], what: str) -> None:
         raise RuntimeError(f"{what} failed ({' '.join(argv)}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
 
 
+def _offline_backend() -> bool:
+    """This Python has the build backend pyproject.toml names (setuptools >= 75), so the wheel builds without
+    fetching it: what the private network namespace of the tests needs, where PyPI is out of reach."""
+    try:
+        from importlib.metadata import version
+
+        return int(version("setuptools").split(".")[0]) >= MIN_SETUPTOOLS
+    except (ImportError, ValueError):
+        return False
+
+
 def build_wheel(pip: Path, out: Path) -> Path:
     """The project's wheel, built as the Dockerfile builds it: from a copy of what it COPYs (so nothing
-    else of the work tree can leak in, and the build leaves no files in it)."""
+    else of the work tree can leak in, and the build leaves no files in it). With build isolation (the
+    backend fetched, as in the image's builder stage) unless this Python already has the backend."""
     with tempfile.TemporaryDirectory(prefix="operator-image-src-") as src:
         for path in _files(REPO):
             target = Path(src) / path.relative_to(REPO)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, target)
-        _run([str(pip), "wheel", "--quiet", "--no-deps", "--wheel-dir", str(out), src], "pip wheel")
+        builder = (
+            [sys.executable, "-m", "pip", "wheel", "--no-build-isolation"]
+            if _offline_backend()
+            else [
+                str(pip),
+                "wheel",
+            ]
+        )
+        _run([*builder, "--quiet", "--no-deps", "--wheel-dir", str(out), src], "pip wheel")
     [wheel] = out.glob("modelfleet-*.whl")
     return wheel
 
@@ -139,7 +160,8 @@ def operator_environment(*, log: bool = True) -> Path:
         started = time.monotonic()
         fresh = not (venv / ".modelfleet-deps").exists()
         if fresh:
-            shutil.rmtree(venv, ignore_errors=True)
+            for stale in venv.parent.glob("operator-*"):  # earlier dependencies' environments
+                shutil.rmtree(stale, ignore_errors=True)
             _run([sys.executable, "-m", "venv", str(venv)], "python -m venv")
         pip = venv / "bin" / "pip"
         with tempfile.TemporaryDirectory(prefix="operator-image-wheel-") as wheels:

@@ -36,16 +36,18 @@ def field_value(pod: Any, path: str, ip: str, node: str, node_ip: str) -> str:
     if mapping:
         source = meta.labels if mapping.group(1) == "labels" else meta.annotations
         return str((source or {}).get(mapping.group(2), ""))
-    return {
-        "metadata.name": meta.name,
-        "metadata.namespace": meta.namespace,
-        "metadata.uid": meta.uid,
-        "spec.nodeName": node,
-        "spec.serviceAccountName": pod.spec.service_account_name or "default",
-        "status.hostIP": node_ip,
-        "status.podIP": ip,
-        "status.podIPs": ip,
-    }.get(path, "")
+    return str(
+        {
+            "metadata.name": meta.name,
+            "metadata.namespace": meta.namespace,
+            "metadata.uid": meta.uid,
+            "spec.nodeName": node,
+            "spec.serviceAccountName": pod.spec.service_account_name or "default",
+            "status.hostIP": node_ip,
+            "status.podIP": ip,
+            "status.podIPs": ip,
+        }.get(path, "")
+    )
 
 
 def write_atomically(path: Path, value: str | bytes, mode: int | None = None) -> None:
@@ -68,7 +70,8 @@ class PodVolumes:
         self, core: Any, pod: Any, root: Path, memory_root: Path, *, ip: str, node: str, node_ip: str
     ) -> None:
         self.core, self.pod, self.ip, self.node, self.node_ip = core, pod, ip, node, node_ip
-        self.root, self.memory_root = root / "volumes", memory_root
+        self.root: Path = root / "volumes"
+        self.memory_root: Path = memory_root
         self.paths: dict[str, Path] = {}
         self._tokens: dict[str, tuple[float, str]] = {}  # volume/path -> (fetched at, token)
 
@@ -102,12 +105,12 @@ class PodVolumes:
     def _volume(self, volume: Any) -> Path:
         if volume.empty_dir is not None:
             memory = (volume.empty_dir.medium or "") == "Memory"
-            path = (self.memory_root if memory else self.root) / volume.name
+            path = (self.memory_root if memory else self.root) / str(volume.name)
             path.mkdir(parents=True, exist_ok=True)
             return path
         if volume.host_path is not None:
             return Path(volume.host_path.path)
-        path = self.root / volume.name
+        path = self.root / str(volume.name)
         files: dict[str, tuple[bytes, int | None]] = {}
         if volume.secret is not None:
             files = self._secret_files(volume.secret.secret_name, volume.secret, volume.secret.default_mode)

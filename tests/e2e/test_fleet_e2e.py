@@ -22,10 +22,19 @@ import yaml
 
 from modelfleet import localray
 from modelfleet.render.serve_config import ROUTER_APP_NAME
+from tests.cluster.chart import NAMESPACE as OPERATOR_NAMESPACE
 from tests.cluster.podrunner import POD_MARKER, pod_processes
-from tests.e2e.conftest import ADAPTER, ALWAYS_ON, CANARY, READY_TIMEOUT_S, SLEEPY, Fleet
+from tests.e2e.conftest import (
+    ADAPTER,
+    ALWAYS_ON,
+    CANARY,
+    READY_TIMEOUT_S,
+    SLEEPY,
+    WORKER_GROUP,
+)
 from tests.e2e.truth import TruthSampler
-from tests.kube.conftest import wait_for
+from tests.kube.conftest import Kube, wait_for
+from tests.support.cluster_fleet import Fleet, WakeTimeline
 from tests.support.prometheus import Samples, scrape, total
 
 pytestmark = [pytest.mark.e2e]
@@ -93,6 +102,18 @@ def test_apply_to_ready_and_serving(fleet: Fleet) -> None:
     assert not rollout.ready_while_failing(), f"Ready before requests succeeded: {rollout.describe()}"
     row = fleet.kube.run("get", "mf", fleet.name, "--no-headers").stdout.split()
     assert row[:3] == [fleet.name, "2/2", "Ready"], row
+    # From zero workers: KubeRay's autoscaler asked for the one worker alpha needs, KubeRay made its pod.
+    cluster = fleet.kube.get("rayclusters.v1.ray.io", fleet.active_cluster())
+    assert cluster is not None
+    group = cluster["spec"]["workerGroupSpecs"][0]
+    assert (group["minReplicas"], group["replicas"]) == (0, 1), group
+    wait_for(
+        lambda: fleet.get()["status"].get("workers") == [{"group": WORKER_GROUP, "ready": 1, "desired": 1}],
+        timeout=30,
+        what="status.workers to show the autoscaled worker",
+    )
+    wide = fleet.kube.run("get", "mf", fleet.name, "-o", "wide", "--no-headers").stdout.split()
+    assert "1/1" in wide, wide
     events = fleet.kube.run("get", "events", "--field-selector", f"involvedObject.name={fleet.name}").stdout
     assert "FleetReady" in events, events
     assert any(s.all_answered for s in rollout.samples), rollout.describe()
@@ -182,7 +203,7 @@ def test_the_fleet_endpoint_reaches_the_models_application_through_haproxy(fleet
             model=ALWAYS_ON, messages=[{"role": "user", "content": "Hi"}], max_tokens=2
         )
     assert ALWAYS_ON in {m.id for m in client.models.list().data}  # a GET: the router's, not counted here
-    taken_by = ALWAYS_ON if fleet.document["spec"]["highThroughput"] else ROUTER_APP_NAME
+    taken_by = ALWAYS_ON if fleet.high_throughput() else ROUTER_APP_NAME
     want = {app: float(chats) if app == taken_by else 0.0 for app in (ALWAYS_ON, ROUTER_APP_NAME)}
     got: dict[str, float] = {}
 
@@ -347,6 +368,94 @@ def test_changing_the_head_rolls_a_new_cluster(fleet: Fleet) -> None:
     )
     assert head["spec"]["containers"][0]["resources"]["limits"]["cpu"] == "2"
     fleet.document = bigger
+
+
+def _first_token_s(client: openai.OpenAI, model: str) -> float:
+    sent = time.monotonic()
+    stream = client.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": "Wake up"}], max_tokens=4, stream=True
+    )
+    first = None
+    for chunk in stream:
+        if first is None and chunk.choices and chunk.choices[0].delta.content:
+            first = time.monotonic() - sent
+    assert first is not None, f"{model} answered nothing"
+    return first
+
+
+def test_an_idle_fleet_drops_to_zero_workers_and_a_request_brings_one_back(fleet: Fleet) -> None:
+    """Every model at min 0 and idle: Serve scales them to zero, the autoscaler removes the idle worker, and
+    the fleet still says Ready (its models ScaledToZero, 0/0 workers). Meanwhile the operator's pod is
+    deleted and its Deployment brings it back. Then one request per model, no client retry: autoscaler ->
+    KubeRay's worker pod -> Ray node -> replica -> first token, every request answered."""
+    asleep = json.loads(json.dumps(fleet.document))
+    for model in asleep["spec"]["models"]:
+        model["replicas"]["min"] = 0
+    fleet.apply(asleep)
+    fleet.document = asleep
+    localray.wait_for(
+        "both models ScaledToZero",
+        lambda: set(fleet.model_states().values()) == {"ScaledToZero"},
+        timeout_s=240,
+        every_s=1,
+    )
+    models_asleep = time.monotonic()
+    phases: list[str] = []
+    operator_pods = Kube(fleet.kube.kubeconfig, OPERATOR_NAMESPACE)
+    before = {p["metadata"]["uid"] for p in operator_pods.items("pods")}
+    operator_pods.run("delete", "pods", "-l", "app.kubernetes.io/name=modelfleet-operator", "--wait=false")
+
+    def no_workers() -> bool:
+        phases.append(fleet.phase())
+        return not fleet.worker_pods()
+
+    localray.wait_for("the autoscaler to remove the idle worker", no_workers, timeout_s=420, every_s=2)
+    figure("idle (every model ScaledToZero) -> 0 worker pods", time.monotonic() - models_asleep)
+    assert set(phases) == {"Ready"}, f"the fleet left Ready while asleep: {phases}"
+    operator_pods.run("rollout", "status", f"deployment/{fleet.operator}", "--timeout=120s", timeout=150)
+    assert {p["metadata"]["uid"] for p in operator_pods.items("pods")}.isdisjoint(before), (
+        "no new operator pod"
+    )
+    localray.wait_for(
+        "status.workers at 0/0 (from the operator's new pod)",
+        lambda: fleet.get()["status"].get("workers") == [{"group": WORKER_GROUP, "ready": 0, "desired": 0}],
+        timeout_s=60,
+        every_s=1,
+    )
+    status = fleet.get()["status"]
+    assert (status["phase"], status["readyWorkers"]) == ("Ready", "0/0")
+    assert {m["state"] for m in status["models"]} == {"ScaledToZero"}
+
+    client = fleet.client(timeout_s=600)
+    answers: dict[str, float] = {}
+    errors: list[str] = []
+
+    def ask(model: str) -> None:
+        try:
+            answers[model] = _first_token_s(client, model)
+        except Exception as error:  # every failure is the test's business
+            errors.append(f"{model}: {type(error).__name__}: {error}"[:300])
+
+    other = threading.Thread(target=ask, args=(SLEEPY,), daemon=True)
+    with WakeTimeline(fleet, ALWAYS_ON) as timeline:
+        other.start()
+        ask(ALWAYS_ON)
+        other.join(timeout=600)
+    assert errors == [], errors
+    for step, seconds in timeline.seen.items():
+        figure(f"wake from zero workers: request -> {step}", seconds)
+    figure("wake from zero workers: request -> first token", answers[ALWAYS_ON])
+    assert list(timeline.seen) == ["worker pod created", "Ray node up", "replica RUNNING"], timeline.seen
+    assert timeline.seen["replica RUNNING"] <= answers[ALWAYS_ON] + 1
+    assert any(
+        m.startswith(f"Waking: waiting for a worker in group {WORKER_GROUP}") for m in timeline.messages
+    ), timeline.messages
+    localray.wait_for(
+        "the woken worker in status.workers",
+        lambda: fleet.get()["status"].get("workers") == [{"group": WORKER_GROUP, "ready": 1, "desired": 1}],
+        timeout_s=60,
+        every_s=1,
+    )
 
 
 def test_deleting_the_fleet_removes_everything(fleet: Fleet) -> None:

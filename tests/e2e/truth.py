@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import openai
 
 if TYPE_CHECKING:
-    from tests.e2e.conftest import Fleet
+    from tests.support.cluster_fleet import Fleet
 
 
 @dataclass(frozen=True)

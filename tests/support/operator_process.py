@@ -1,16 +1,16 @@
-"""`modelfleet operator` as a child process that tests and benchmarks can start, kill and stop."""
+"""`modelfleet operator` as a child process that tests and benchmarks can start, kill and stop, run from the
+operator image's environment (tests/cluster/images.py: the wheel with its `operator` extra alone), so what
+the tests drive is what the image ships."""
 
 from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
 from modelfleet.localray import free_port, wait_for
-
-BIN = Path(sys.executable).parent
+from tests.cluster.images import operator_environment
 
 
 class OperatorProcess:
@@ -36,7 +36,7 @@ class OperatorProcess:
         self.port = free_port()
         env = {**os.environ, **self.env, "KUBECONFIG": str(self.kubeconfig)}
         command = [
-            str(BIN / "modelfleet"),
+            str(operator_environment() / "bin" / "modelfleet"),
             "operator",
             "-n",
             self.namespace,

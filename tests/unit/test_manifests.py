@@ -212,6 +212,8 @@ def test_the_cluster_role_grants_what_the_operator_uses_and_deletes_only_what_a_
     owned = {"get", "list", "watch", "create", "patch", "delete"}
     assert granted("networking.k8s.io", "networkpolicies") == owned
     assert granted("", "configmaps") == owned
+    # Worker pods are only read (status.workers): never created, changed or deleted.
+    assert granted("", "pods") == {"get", "list", "watch"}
     deleters = [rule["resources"] for rule in rules() if {"delete", "deletecollection"} & set(rule["verbs"])]
     assert sorted(deleters) == [["configmaps"], ["networkpolicies"]]
 

@@ -77,7 +77,15 @@ def test_crd_schema_is_structural() -> None:
                 assert prop.get("description") or path == "", f"{path}.{name}: no description"
     assert version["subresources"] == {"status": {}}
     columns = {c["name"]: c.get("priority", 0) for c in version["additionalPrinterColumns"]}
-    assert columns == {"Ready": 0, "Phase": 0, "Endpoint": 0, "Age": 0, "RayService": 1, "Message": 1}
+    assert columns == {
+        "Ready": 0,
+        "Phase": 0,
+        "Endpoint": 0,
+        "Age": 0,
+        "RayService": 1,
+        "Workers": 1,
+        "Message": 1,
+    }
     assert build_crd()["spec"]["names"]["shortNames"] == ["mf"]
 
 

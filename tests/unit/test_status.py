@@ -202,3 +202,91 @@ def test_an_alias_shows_its_targets_with_the_state_of_what_serves_them() -> None
         "weight": 9,
         "state": "Ready",
     }
+
+
+# A fleet at its defaults on a cluster: one GPU group from zero workers, a CPU group for the small model.
+WORKER_FLEET = {
+    "metadata": {"name": "chat", "namespace": "llm", "generation": 1},
+    "spec": {
+        "models": [{"name": "big", "gpus": 0.5}, {"name": "small", "accelerator": "cpu"}],
+        "workers": [{"name": "gpu", "gpusPerWorker": 1}, {"name": "cpu", "gpusPerWorker": 0}],
+    },
+}
+
+
+def starting(node_id: str | None, target: int = 1, app_status: str = "DEPLOYING") -> dict[str, Any]:
+    """Serve's details of a model application whose one replica is starting (on `node_id`, or not placed)."""
+    return {
+        "status": app_status,
+        "deployments": {
+            "LLMServer:x": {
+                "status": "UPSCALING" if app_status == "RUNNING" else "UPDATING",
+                "target_num_replicas": target,
+                "replicas": [{"state": "STARTING", "node_id": node_id}],
+            }
+        },
+    }
+
+
+def test_workers_per_group_and_a_model_waiting_for_one() -> None:
+    rs = rayservice({"big": app("DEPLOYING"), "small": app("DEPLOYING")})
+    details = {"applications": {"big": starting(None), "small": starting("node-1")}}
+    status = fleet_status(WORKER_FLEET, rs, details, now="t", worker_pods={"gpu": (0, 1), "cpu": (1, 1)})
+    assert [(w.group, w.ready, w.desired) for w in status.workers] == [("gpu", 0, 1), ("cpu", 1, 1)]
+    assert status.ready_workers == "1/2"
+    big, small = status.models
+    assert (big.state, big.message) == ("Deploying", "Waiting for a worker in group gpu (0/1 ready)")
+    assert (small.state, small.message) == ("Deploying", "Loading the model")
+
+
+def test_a_cpu_model_waits_for_the_group_that_is_adding_a_worker() -> None:
+    details = {"applications": {"small": starting(None)}}
+    rs = rayservice({"small": app("DEPLOYING")})
+    status = fleet_status(WORKER_FLEET, rs, details, now="t", worker_pods={"cpu": (0, 1)})
+    assert status.models[1].message == "Waiting for a worker in group cpu (0/1 ready)"
+    # No group adding one yet (the autoscaler has not acted): the first group that can hold it.
+    status = fleet_status(WORKER_FLEET, rs, details, now="t", worker_pods={})
+    assert status.models[1].message == "Waiting for a worker in group gpu (0/0 ready)"
+
+
+def test_a_fleet_asleep_on_zero_workers_is_ready_and_says_0_of_0() -> None:
+    asleep = {
+        "status": "RUNNING",
+        "deployments": {"LLMServer:x": {"status": "HEALTHY", "target_num_replicas": 0, "replicas": []}},
+    }
+    rs = rayservice({"big": app("RUNNING"), "small": app("RUNNING")}, ready=True)
+    details = {"applications": {"big": asleep, "small": asleep}}
+    status = fleet_status(WORKER_FLEET, rs, details, now="t", worker_pods={})
+    assert (status.phase, status.ready, status.ready_workers) == ("Ready", "2/2", "0/0")
+    assert [(w.group, w.ready, w.desired) for w in status.workers] == [("gpu", 0, 0), ("cpu", 0, 0)]
+    assert [m.state for m in status.models] == ["ScaledToZero", "ScaledToZero"]
+
+
+def test_a_waking_model_stays_ready_to_answer_and_says_what_it_waits_for() -> None:
+    """A request woke `big`: Serve wants a replica, none runs yet. The request waits and succeeds, so the
+    fleet stays Ready; the model says it is waking and on what."""
+    rs = rayservice({"big": app("RUNNING"), "small": app("RUNNING")}, ready=True)
+    asleep = starting(None, target=0, app_status="RUNNING") | {"deployments": {}}
+    waking = starting(None, target=1, app_status="RUNNING")
+    status = fleet_status(
+        WORKER_FLEET,
+        rs,
+        {"applications": {"big": waking, "small": asleep}},
+        now="t",
+        worker_pods={"gpu": (0, 1)},
+    )
+    assert status.phase == "Ready"
+    big = status.models[0]
+    assert (big.state, big.replicas) == ("ScaledToZero", 0)
+    assert big.message == "Waking: waiting for a worker in group gpu (0/1 ready)"
+    loading = starting("node-7", target=1, app_status="RUNNING")
+    status = fleet_status(
+        WORKER_FLEET, rs, {"applications": {"big": loading}}, now="t", worker_pods={"gpu": (1, 1)}
+    )
+    assert status.models[0].message == "Waking: loading the model"
+
+
+def test_without_a_pod_watch_no_worker_status_is_claimed() -> None:
+    status = fleet_status(WORKER_FLEET, rayservice({}), now="t")
+    assert (status.workers, status.ready_workers) == ([], "")
+    assert "workers" not in status_document(status) or status_document(status)["workers"] == []

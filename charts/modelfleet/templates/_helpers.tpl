@@ -48,6 +48,10 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 - apiGroups: [""]
   resources: [configmaps]
   verbs: [get, list, watch, create, patch, delete]
+# The worker pods of fleets' Ray clusters (read only): status.workers, and a model's wait for a worker.
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [get, list, watch]
 # Events on fleets (Created, Updated, Invalid, ModelFailed, FleetReady). kopf posts core/v1 Events only.
 - apiGroups: [""]
   resources: [events]

@@ -42,6 +42,13 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
         "description": "Owned RayService",
     },
     {
+        "name": "Workers",
+        "type": "string",
+        "jsonPath": ".status.readyWorkers",
+        "priority": 1,
+        "description": "Worker pods ready / wanted (0/0 when every group scaled to zero)",
+    },
+    {
         "name": "Message",
         "type": "string",
         "jsonPath": ".status.message",

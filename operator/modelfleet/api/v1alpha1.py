@@ -629,6 +629,16 @@ class AliasStatus(ApiModel):
     )
 
 
+class WorkerGroupStatus(ApiModel):
+    """Observed worker pods of one worker group of the serving cluster."""
+
+    group: str = Field(description="Worker group name (spec.workers[].name).")
+    ready: int = Field(description="Worker pods of the group that are Ready (their Ray node is up).")
+    desired: int = Field(
+        description="Worker pods the group has now: what the autoscaler asked for and KubeRay created."
+    )
+
+
 class ModelFleetStatus(ApiModel):
     """Observed state, written by the operator."""
 
@@ -641,6 +651,13 @@ class ModelFleetStatus(ApiModel):
     message: str = Field(default="", description="One-line summary of what needs attention.")
     observed_generation: int | None = Field(default=None, description="Last fleet generation acted on.")
     models: list[ModelStatus] = Field(default_factory=list, description="Per-model state.")
+    workers: list[WorkerGroupStatus] = Field(
+        default_factory=list,
+        description="Per worker group: worker pods ready and wanted (0/0: scaled to zero).",
+    )
+    ready_workers: str = Field(
+        default="", description="Worker pods ready / worker pods wanted, over every group, e.g. 1/2."
+    )
     aliases: list[AliasStatus] = Field(
         default_factory=list, description="Per-alias targets, weights and the state of what serves them."
     )
