@@ -64,7 +64,7 @@ dev-cluster: control-plane ## a local cluster: control plane, KubeRay, a pod run
 dev-shell: ## a shell in the running dev cluster: KUBECONFIG set, pods and Services reachable by name
 	$(PY) -m tests.cluster shell
 
-e2e: $(INSTALLED) control-plane ## the whole path: kubectl -> operator -> KubeRay -> Ray pods -> openai SDK (~10 min)
+e2e: $(INSTALLED) control-plane ## the default path: chart -> operator pod -> KubeRay + autoscaler -> Ray pods -> openai SDK (~18 min)
 	scripts/private-net.sh $(BIN)/pytest tests/e2e -q -s -p no:cacheprovider
 
 test-cluster: ## the kube tests against the cluster in $$KUBECONFIG (KubeRay installed)

@@ -132,7 +132,8 @@ class WakeTimeline:
                 apps = json.loads(response.read())["applications"]
         except (OSError, ValueError, KeyError):
             return False
-        server = ((apps.get(self.model) or {}).get("deployments") or {}).get(server_deployment_name(self.model))
+        deployments = (apps.get(self.model) or {}).get("deployments") or {}
+        server = deployments.get(server_deployment_name(self.model))
         return any(r.get("state") == "RUNNING" for r in (server or {}).get("replicas") or [])
 
     def _run(self) -> None:
