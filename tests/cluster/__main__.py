@@ -27,8 +27,8 @@ DEV_STATE = REPO / ".modelfleet" / "dev-cluster.json"
 
 
 def build() -> int:
-    """The Go binaries, and the operator image's environment (pip needs PyPI, which the private network
-    namespace the tests run in cannot reach)."""
+    """The Go binaries, the operator image's environment and the serving image's resolution (pip needs PyPI,
+    which the private network namespace the tests run in cannot reach)."""
     from tests.cluster import images
 
     started = time.monotonic()
@@ -36,6 +36,7 @@ def build() -> int:
         print(f"{name}: {path}")
     print(f"control plane binaries ready in {time.monotonic() - started:.1f}s", file=sys.stderr)
     print(f"operator image environment: {images.operator_environment()}")
+    print(f"serving image resolved: {len(images.serving_image_distributions())} distributions")
     return 0
 
 

@@ -183,3 +183,31 @@ def operator_environment(*, log: bool = True) -> Path:
                 file=sys.stderr,
             )
     return venv
+
+
+def serving_image_distributions() -> dict[str, str]:
+    """{distribution: version} that the serving image's `pip install` line installs, as pip's resolver
+    says (`--dry-run --report`: metadata only, nothing downloaded). Kept by its requirements, which pin
+    ray[llm] exactly and so its vLLM; resolved by `python -m tests.cluster build`, outside the private network
+    namespace the tests run in."""
+    import json
+    import re
+
+    dockerfile = (REPO / "images" / "serving.Dockerfile").read_text()
+    ray = re.search(r"^ARG RAY_VERSION=(\S+)$", dockerfile, re.M)
+    line = re.search(r'"ray\[llm\]==\$\{RAY_VERSION\}" "(av[^"]*)" "(soundfile[^"]*)"', dockerfile)
+    if ray is None or line is None:
+        raise RuntimeError("images/serving.Dockerfile's pip line changed: update tests/cluster/images.py")
+    requirements = [f"ray[llm]=={ray.group(1)}", *line.groups()]
+    key = hashlib.sha256(" ".join(requirements).encode()).hexdigest()[:12]
+    report = binaries.cache_dir() / "images" / f"serving-resolution-{key}.json"
+    if not report.exists():
+        report.parent.mkdir(parents=True, exist_ok=True)
+        partial = report.with_name(report.name + ".partial")
+        resolve = ["install", "--quiet", "--dry-run", "--ignore-installed", "--report", str(partial)]
+        _run([sys.executable, "-m", "pip", *resolve, *requirements], "pip's resolution of the serving image")
+        partial.rename(report)
+    return {
+        item["metadata"]["name"].lower().replace("_", "-"): item["metadata"]["version"]
+        for item in json.loads(report.read_text())["install"]
+    }

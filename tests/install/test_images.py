@@ -12,7 +12,6 @@ points.
 from __future__ import annotations
 
 import ast
-import hashlib
 import json
 import re
 import subprocess
@@ -23,12 +22,11 @@ from pathlib import Path
 import pytest
 
 from modelfleet.render.cluster import RAY_VERSION
-from tests.cluster import binaries
+from tests.cluster import images
 from tests.cluster.images import OPERATOR_IMAGE_SOURCES, REPO, operator_environment
 
 pytestmark = [pytest.mark.install]
 OPERATOR_DOCKERFILE = REPO / "images" / "operator.Dockerfile"
-SERVING_DOCKERFILE = REPO / "images" / "serving.Dockerfile"
 
 
 def run(argv: list[str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -97,41 +95,7 @@ def _imports(path: Path) -> set[str]:
 
 @pytest.fixture(scope="module")
 def serving_image_distributions() -> dict[str, str]:
-    """{distribution: version} that the serving image's pip line installs (resolved, not downloaded; the
-    resolution is kept by its requirements, which pin ray[llm] exactly, and so its vLLM)."""
-    line = re.search(r'"(av[^"]*)" "(soundfile[^"]*)"', SERVING_DOCKERFILE.read_text())
-    assert line is not None, "the serving image no longer installs av and soundfile beside ray[llm]"
-    requirements = [f"ray[llm]=={RAY_VERSION}", *line.groups()]
-    key = hashlib.sha256(" ".join(requirements).encode()).hexdigest()[:12]
-    report = binaries.cache_dir() / "images" / f"serving-resolution-{key}.json"
-    if not report.exists():
-        report.parent.mkdir(parents=True, exist_ok=True)
-        _resolve(requirements, report)
-    return {
-        item["metadata"]["name"].lower().replace("_", "-"): item["metadata"]["version"]
-        for item in json.loads(report.read_text())["install"]
-    }
-
-
-def _resolve(requirements: list[str], report: Path) -> None:
-    partial = report.with_name(report.name + ".partial")
-    done = run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--dry-run",
-            "--ignore-installed",
-            "--report",
-            str(partial),
-            *requirements,
-        ],
-        timeout=900,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    partial.rename(report)
+    return images.serving_image_distributions()
 
 
 def test_the_gpu_image_resolves_to_the_vllm_the_tests_run(
