@@ -23,7 +23,7 @@ from tests.cluster.chart import install_operator
 from tests.cluster.controlplane import running
 from tests.kube.conftest import Kube
 from tests.serving.fleetspec import cpu_model
-from tests.support.cluster_fleet import API_KEY, Fleet, WakeTimeline
+from tests.support.cluster_fleet import API_KEY, Fleet, WakeTimeline, cluster_spec, first_token_s
 
 WAKE_REQUESTS = 4
 MODEL = "tiny"
@@ -36,20 +36,7 @@ def document(source: Path) -> dict[str, Any]:
         "apiVersion": "modelfleet.dev/v1alpha1",
         "kind": "ModelFleet",
         "metadata": {"name": "wake"},
-        "spec": {
-            "models": [cpu_model(MODEL, str(source), min_replicas=0)],
-            "workers": [
-                {
-                    "name": "cpu",
-                    "gpusPerWorker": 0,
-                    "cpusPerWorker": 4,
-                    "memoryPerWorker": "8Gi",
-                    "maxWorkers": 1,
-                }
-            ],
-            "head": {"cpus": 1, "memory": "4Gi"},
-            "apiKey": {"secretName": "fleet-keys", "key": "key"},
-        },
+        "spec": cluster_spec([cpu_model(MODEL, str(source), min_replicas=0)], max_workers=1),
     }
 
 
@@ -59,16 +46,8 @@ def _burst(fleet: Fleet) -> tuple[list[float], list[str]]:
     errors: list[str] = []
 
     def ask() -> None:
-        sent = time.monotonic()
         try:
-            stream = client.chat.completions.create(
-                model=MODEL, messages=[{"role": "user", "content": "Wake up"}], max_tokens=4, stream=True
-            )
-            first = None
-            for chunk in stream:
-                if first is None and chunk.choices and chunk.choices[0].delta.content:
-                    first = time.monotonic() - sent
-            ttfts.append(first) if first is not None else errors.append("no token")
+            ttfts.append(first_token_s(client, MODEL))
         except Exception as error:  # every failure is a finding
             errors.append(f"{type(error).__name__}: {error}"[:200])
 

@@ -4,7 +4,6 @@ an environment built like the operator image (images.py)."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -18,31 +17,16 @@ READY_TIMEOUT_S = 300
 
 
 def helm(kubeconfig: Path, *args: str, timeout_s: float = 300) -> str:
-    done = subprocess.run(
-        [str(binaries.ensure("helm", log=False)), f"--kubeconfig={kubeconfig}", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"helm {' '.join(args)}: {done.stderr.strip()}")
-    return done.stdout
+    from tests.cluster.controlplane import run_tool
+
+    argv = [str(binaries.ensure("helm", log=False)), f"--kubeconfig={kubeconfig}", *args]
+    return run_tool(argv, timeout_s=timeout_s)
 
 
 def _kubectl(kubeconfig: Path, *args: str, timeout_s: float = 60) -> str:
-    from tests.cluster.controlplane import kubectl_path
+    from tests.cluster.controlplane import kubectl_path, run_tool
 
-    done = subprocess.run(
-        [kubectl_path(), f"--kubeconfig={kubeconfig}", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"kubectl {' '.join(args)}: {done.stderr.strip()}")
-    return done.stdout
+    return run_tool([kubectl_path(), f"--kubeconfig={kubeconfig}", *args], timeout_s=timeout_s)
 
 
 def install_operator(

@@ -457,17 +457,9 @@ class ControlPlane:
         self.apiserver.start()
 
     def kubectl(self, *args: str, stdin: str | None = None, timeout_s: float = 120) -> str:
-        result = subprocess.run(
-            [kubectl_path(), f"--kubeconfig={self.kubeconfig}", *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-            check=False,
+        return run_tool(
+            [kubectl_path(), f"--kubeconfig={self.kubeconfig}", *args], stdin=stdin, timeout_s=timeout_s
         )
-        if result.returncode != 0:
-            raise RuntimeError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
-        return result.stdout
 
     def install_crds(self) -> None:
         """Ours and KubeRay's (also without the KubeRay process), server-side applied (KubeRay's are too
@@ -491,6 +483,14 @@ class ControlPlane:
 
 def _openssl(*args: str) -> None:
     subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+
+
+def run_tool(argv: list[str], *, stdin: str | None = None, timeout_s: float = 120) -> str:
+    """A command-line tool's output (kubectl, helm); RuntimeError with its stderr when it fails."""
+    result = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=timeout_s, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"{Path(argv[0]).name} {' '.join(argv[2:])} failed: {result.stderr.strip()}")
+    return result.stdout
 
 
 def kubectl_path() -> str:

@@ -27,14 +27,13 @@ from tests.cluster.podrunner import pod_processes
 from tests.conftest import E2E_NAMESPACES
 from tests.kube.conftest import Kube
 from tests.serving.fleetspec import cpu_model
-from tests.support.cluster_fleet import API_KEY, Fleet
+from tests.support.cluster_fleet import API_KEY, Fleet, cluster_spec
 
 ALWAYS_ON, SLEEPY = "alpha", "beta"
 # alpha's LoRA adapter, and an alias over alpha and it (weights edited in place by the tests).
 ADAPTER, CANARY = "alpha-poet", "canary"
 # Control plane, head and worker pods, two engines (one loads) on 2 shared cores.
 READY_TIMEOUT_S = 600
-WORKER_GROUP = "cpu"
 
 
 def fleet_document(name: str, source: Path, adapter: Path) -> dict[str, Any]:
@@ -44,30 +43,15 @@ def fleet_document(name: str, source: Path, adapter: Path) -> dict[str, Any]:
         "apiVersion": "modelfleet.dev/v1alpha1",
         "kind": "ModelFleet",
         "metadata": {"name": name},
+        # At its defaults (tests/support/cluster_fleet.py): workers from zero, room for more than alpha needs.
         "spec": {
-            "models": [
-                alpha,
-                cpu_model(SLEEPY, str(source), min_replicas=0),
-            ],
+            **cluster_spec([alpha, cpu_model(SLEEPY, str(source), min_replicas=0)], max_workers=2),
             "aliases": [
                 {
                     "name": CANARY,
                     "targets": [{"model": ALWAYS_ON, "weight": 1}, {"model": ADAPTER, "weight": 1}],
                 }
             ],
-            # At its defaults: from zero workers (minWorkers 0), room for more than alpha needs; KubeRay's
-            # autoscaler adds and removes them. highThroughput is left unset (on).
-            "workers": [
-                {
-                    "name": WORKER_GROUP,
-                    "gpusPerWorker": 0,
-                    "cpusPerWorker": 4,
-                    "memoryPerWorker": "8Gi",
-                    "maxWorkers": 2,
-                }
-            ],
-            "head": {"cpus": 1, "memory": "4Gi"},
-            "apiKey": {"secretName": "fleet-keys", "key": "key"},
         },
     }
 

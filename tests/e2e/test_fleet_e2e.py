@@ -30,11 +30,10 @@ from tests.e2e.conftest import (
     CANARY,
     READY_TIMEOUT_S,
     SLEEPY,
-    WORKER_GROUP,
 )
 from tests.e2e.truth import TruthSampler
 from tests.kube.conftest import Kube, wait_for
-from tests.support.cluster_fleet import Fleet, WakeTimeline
+from tests.support.cluster_fleet import WORKER_GROUP, Fleet, WakeTimeline, first_token_s
 from tests.support.prometheus import Samples, scrape, total
 
 pytestmark = [pytest.mark.e2e]
@@ -269,16 +268,7 @@ def test_the_sleeping_model_is_listed_scaled_to_zero_and_wakes(fleet: Fleet) -> 
     assert fleet.phase() == "Ready", "a model asleep and ready to wake leaves the fleet Ready"
     client = fleet.client()
     assert SLEEPY in {m.id for m in client.models.list().data}
-    sent = time.monotonic()
-    stream = client.chat.completions.create(
-        model=SLEEPY, messages=[{"role": "user", "content": "Wake up"}], max_tokens=4, stream=True
-    )
-    first_token = None
-    for chunk in stream:
-        if first_token is None and chunk.choices and chunk.choices[0].delta.content:
-            first_token = time.monotonic() - sent
-    assert first_token is not None, "the woken model answered nothing"
-    figure("wake from zero through the serve Service: request -> first token", first_token)
+    figure("wake from zero through the serve Service: request -> first token", first_token_s(client, SLEEPY))
     wait_for(lambda: fleet.model_states().get(SLEEPY) == "Ready", timeout=60, what=f"{SLEEPY} Ready, awake")
     # The engine that woke runs the edited arguments: a request past the new context is refused.
     with pytest.raises(openai.BadRequestError) as refused:
@@ -370,19 +360,6 @@ def test_changing_the_head_rolls_a_new_cluster(fleet: Fleet) -> None:
     fleet.document = bigger
 
 
-def _first_token_s(client: openai.OpenAI, model: str) -> float:
-    sent = time.monotonic()
-    stream = client.chat.completions.create(
-        model=model, messages=[{"role": "user", "content": "Wake up"}], max_tokens=4, stream=True
-    )
-    first = None
-    for chunk in stream:
-        if first is None and chunk.choices and chunk.choices[0].delta.content:
-            first = time.monotonic() - sent
-    assert first is not None, f"{model} answered nothing"
-    return first
-
-
 def test_an_idle_fleet_drops_to_zero_workers_and_a_request_brings_one_back(fleet: Fleet) -> None:
     """Every model at min 0 and idle: Serve scales them to zero, the autoscaler removes the idle worker, and
     the fleet still says Ready (its models ScaledToZero, 0/0 workers). Meanwhile the operator's pod is
@@ -432,7 +409,7 @@ def test_an_idle_fleet_drops_to_zero_workers_and_a_request_brings_one_back(fleet
 
     def ask(model: str) -> None:
         try:
-            answers[model] = _first_token_s(client, model)
+            answers[model] = first_token_s(client, model)
         except Exception as error:  # every failure is the test's business
             errors.append(f"{model}: {type(error).__name__}: {error}"[:300])
 

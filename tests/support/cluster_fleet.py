@@ -17,6 +17,19 @@ from tests.kube.conftest import Kube
 
 # The client's key for the fleets these run (a Secret `fleet-keys` with key `key` holds it).
 API_KEY = "e2e-key-7c1d"
+WORKER_GROUP = "cpu"
+
+
+def cluster_spec(models: list[dict[str, Any]], *, max_workers: int) -> dict[str, Any]:
+    """A fleet spec for the test cluster at its defaults: one CPU worker group from zero workers (KubeRay's
+    autoscaler adds and removes them), a small head, the `fleet-keys` key; highThroughput left unset (on)."""
+    worker = {"name": WORKER_GROUP, "gpusPerWorker": 0, "cpusPerWorker": 4, "memoryPerWorker": "8Gi"}
+    return {
+        "models": models,
+        "workers": [{**worker, "maxWorkers": max_workers}],
+        "head": {"cpus": 1, "memory": "4Gi"},
+        "apiKey": {"secretName": "fleet-keys", "key": "key"},
+    }
 
 
 class Fleet:
@@ -165,3 +178,17 @@ class WakeTimeline:
     def __exit__(self, *_: object) -> None:
         self._stop.set()
         self._thread.join(timeout=30)
+
+
+def first_token_s(client: openai.OpenAI, model: str, prompt: str = "Wake up") -> float:
+    """Seconds from sending a streaming chat to its first token (AssertionError when none comes)."""
+    sent = time.monotonic()
+    stream = client.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": prompt}], max_tokens=4, stream=True
+    )
+    first = None
+    for chunk in stream:
+        if first is None and chunk.choices and chunk.choices[0].delta.content:
+            first = time.monotonic() - sent
+    assert first is not None, f"{model} answered nothing"
+    return first
