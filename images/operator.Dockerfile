@@ -15,6 +15,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY operator/ operator/
 COPY serving_app/ serving_app/
+COPY modelfleet_contract/ modelfleet_contract/
 
 # pip compiles the .pyc files here, so nothing needs writing at runtime.
 RUN /opt/modelfleet/bin/pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \

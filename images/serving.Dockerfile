@@ -17,6 +17,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY operator/ operator/
 COPY serving_app/ serving_app/
+COPY modelfleet_contract/ modelfleet_contract/
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
 # Runtime: Ray's own GPU image (CUDA, Python 3.11, Ray at the pinned version, non-root user `ray`).
@@ -34,12 +35,12 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 COPY --from=builder /wheels /tmp/wheels
 
 # ray[llm] brings vLLM (CUDA) and what ray.serve.llm imports; av and soundfile are vLLM's audio decoders
-# (task: transcribe); our wheel adds serving_app, and modelfleet.haproxy (standard library only), which the
-# HAProxy wrapper in a fleet's ConfigMap runs. The smoke import fails the build if the stack cannot load
-# together.
+# (task: transcribe); our wheel adds serving_app, serving_app.haproxy (the HAProxy wrapper in a fleet's
+# ConfigMap runs it) and the contract both sides share. The smoke import fails the build if the stack cannot
+# load together.
 RUN pip install --no-cache-dir "ray[llm]==${RAY_VERSION}" "av>=18.1" "soundfile>=0.14" \
     && pip install --no-cache-dir --no-deps /tmp/wheels/modelfleet-*.whl \
-    && python -c "import serving_app.app, ray.serve.llm, av, soundfile, modelfleet.haproxy" \
+    && python -c "import serving_app.app, serving_app.haproxy, ray.serve.llm, av, soundfile" \
     && rm -rf /tmp/wheels
 
 # Ray's image already runs as the unprivileged `ray` user (uid 1000); say so explicitly.

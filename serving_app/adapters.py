@@ -21,10 +21,10 @@ import random
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ray.llm._internal.serve.core.configs.llm_config import DiskMultiplexConfig
-
-from serving_app.args import AliasTargetArgs
+from modelfleet_contract.args import AliasTargetArgs
+from modelfleet_contract.errors import unknown_model
 from serving_app.errors import FleetHTTPError
+from serving_app.ray_compat import DiskMultiplexConfig
 
 # vLLM keys loaded adapters by name; the id only has to be unique within the replica's process.
 _adapter_ids = itertools.count(1)
@@ -60,7 +60,7 @@ class AdapterLoader:
     ) -> DiskMultiplexConfig:
         source = self.sources.get(lora_model_id)
         if source is None:
-            raise FleetHTTPError(404, unknown_model_message(lora_model_id, self.sources), param="model")
+            raise FleetHTTPError(404, unknown_model(lora_model_id, self.sources), param="model")
         path = await asyncio.wait_for(
             asyncio.to_thread(resolve_source, lora_model_id, source), self.download_timeout_s
         )
@@ -77,10 +77,6 @@ class AdapterLoader:
 def adapter_loader(sources: Mapping[str, str]) -> type[AdapterLoader]:
     """An ``AdapterLoader`` class that knows ``sources`` (LLMServer instantiates the class itself)."""
     return type("FleetAdapterLoader", (AdapterLoader,), {"sources": dict(sources)})
-
-
-def unknown_model_message(model: str | None, known: Sequence[str] | Mapping[str, Any]) -> str:
-    return f"The model '{model}' does not exist. Known models: {', '.join(sorted(known))}."
 
 
 def model_card(

@@ -10,16 +10,18 @@ from __future__ import annotations
 from typing import Any
 
 from ray import serve
-from ray.llm._internal.serve.constants import RAY_SERVE_LLM_ENABLE_DIRECT_STREAMING
-from ray.llm._internal.serve.core.configs.openai_api_models import to_model_metadata
-from ray.llm._internal.serve.core.ingress.builder import _build_direct_streaming_llm_deployment
-from ray.llm._internal.serve.core.ingress.router import LLMRouter
 from ray.serve import Application
 from ray.serve.llm import LLMConfig, build_llm_deployment
 
-from serving_app.args import ModelAppArgs, RouterAppArgs
+from modelfleet_contract.args import ModelAppArgs, RouterAppArgs
 from serving_app.engine import llm_config_dict
 from serving_app.ingress import make_ingress_class
+from serving_app.ray_compat import (
+    RAY_SERVE_LLM_ENABLE_DIRECT_STREAMING,
+    LLMRouter,
+    _build_direct_streaming_llm_deployment,
+    to_model_metadata,
+)
 from serving_app.server import SERVER_DEPLOYMENT_PREFIX, FleetLLMServer
 
 # Ingresses only parse JSON and forward handles: no CPU reservation (they would otherwise take a
@@ -74,7 +76,7 @@ def _direct_model_app(parsed: ModelAppArgs, llm_config: LLMConfig) -> Applicatio
     )
     # As Ray's builder does, minus its LoRA check (which wants the body forwarded): no CPU reservation (the
     # router sits beside the proxy), never the bottleneck.
-    router = serve.deployment(
+    router: Any = serve.deployment(  # Ray's overloads type the class form as a decorator
         FleetRequestRouter, name="LLMRouter", max_ongoing_requests=1000, ray_actor_options={"num_cpus": 0}
     )
     return server._with_ingress_request_router(router.bind(server=server))

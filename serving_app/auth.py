@@ -19,15 +19,13 @@ from pathlib import Path
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from modelfleet_contract.wire import API_KEYS_DIR, API_KEYS_DIR_ENV, HEALTHZ
 from serving_app.errors import FleetHTTPError, error_response
 
-API_KEYS_DIR_ENV = "MODELFLEET_API_KEYS_DIR"
-# Kubernetes' default mount of the fleet's key Secrets (the renderer mounts them here).
-DEFAULT_API_KEYS_DIR = "/etc/modelfleet/api-keys"
 # How stale a replica's view of the key files may be.
 RELOAD_S = 2.0
 # Probes must reach /healthz without the key.
-OPEN_PATHS = frozenset({"/healthz"})
+OPEN_PATHS = frozenset({HEALTHZ})
 
 log = logging.getLogger("ray.serve")
 
@@ -52,7 +50,7 @@ class ApiKeys:
     @property
     def directory(self) -> Path:
         # Read where the keys are used: the app is built in one process and pickled to the replicas.
-        return Path(self._directory or os.environ.get(API_KEYS_DIR_ENV) or DEFAULT_API_KEYS_DIR)
+        return Path(self._directory or os.environ.get(API_KEYS_DIR_ENV) or API_KEYS_DIR)
 
     def current(self) -> list[bytes]:
         now = self._clock()

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ray.llm._internal.common.callbacks.base import CallbackBase
+from serving_app.ray_compat import CallbackBase
 
 
-class LocalCheckpointCallback(CallbackBase):  # type: ignore[misc]
+class LocalCheckpointCallback(CallbackBase):
     async def on_before_node_init(self) -> None:
-        source = self.llm_config.model_loading_config.model_source
+        # LLMConfig validates model_loading_config into its model before any callback runs.
+        source = getattr(self.llm_config.model_loading_config, "model_source", None)
         if isinstance(source, str) and Path(source).is_dir():
             # The engine then loads `model_source` as is (VLLMEngineConfig uses it as hf_model_id).
             self.ctx.run_init_node = False

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from serving_app.args import ModelAppArgs
-from serving_app.errors import RETRY_AFTER_S
+from modelfleet_contract.args import ModelAppArgs
+from modelfleet_contract.errors import RETRY_AFTER_S
 
 # Serve's defaults look back 30 s and smooth decisions; for a model that must wake from zero on the
 # first request and for bursty LLM traffic we want decisions on recent load.

@@ -13,10 +13,9 @@ from fastapi.exceptions import RequestValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from modelfleet_contract.errors import INVALID_REQUEST, error_body
 from serving_app.metrics import error_reason, note_error
 
-# Clients are told to come back after this many seconds when a model's queue is full or its replica is gone.
-RETRY_AFTER_S = 1
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _MAX_MESSAGE = 400
 
@@ -29,7 +28,7 @@ class FleetHTTPError(Exception):
         status_code: int,
         message: str,
         *,
-        type: str = "invalid_request_error",
+        type: str = INVALID_REQUEST,
         param: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
@@ -43,14 +42,7 @@ class FleetHTTPError(Exception):
 
 def error_response(exc: FleetHTTPError) -> JSONResponse:
     note_error(error_reason(exc.status_code))
-    body = {
-        "error": {
-            "message": exc.message,
-            "type": exc.type,
-            "param": exc.param,
-            "code": exc.status_code,
-        }
-    }
+    body = error_body(exc.status_code, exc.message, exc.type, exc.param)
     return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
 

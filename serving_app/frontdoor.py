@@ -10,7 +10,7 @@ from collections.abc import Collection, Mapping
 
 from fastapi import FastAPI
 
-from serving_app.args import FrontDoorArgs
+from modelfleet_contract.args import FrontDoorArgs
 from serving_app.auth import ApiKeys, BearerAuthMiddleware
 from serving_app.limits import RequestLimitsMiddleware
 from serving_app.metrics import RequestMetricsMiddleware

@@ -9,13 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
-from ray.llm._internal.serve.core.configs.openai_api_models import (
-    ChatCompletionRequest,
-    ChatCompletionResponse,
-)
 from starlette.responses import JSONResponse
 
 from serving_app.errors import FleetHTTPError
+from serving_app.ray_compat import ChatCompletionRequest, ChatCompletionResponse
 
 
 class InferRequest(BaseModel):

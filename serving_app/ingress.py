@@ -23,23 +23,18 @@ from fastapi import FastAPI, HTTPException
 from fastapi.exceptions import RequestValidationError
 from ray import serve
 from ray.exceptions import ActorUnavailableError, RayActorError
-from ray.llm._internal.serve.core.configs.openai_api_models import ModelCard
-from ray.llm._internal.serve.core.ingress.ingress import (
-    DEFAULT_ENDPOINTS,
-    OpenAiIngress,
-    init,
-    make_fastapi_ingress,
-)
 from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 from starlette.responses import Response
 
-from serving_app.adapters import model_card, pick_target, unknown_model_message
-from serving_app.args import AliasTargetArgs, FrontDoorArgs
-from serving_app.errors import RETRY_AFTER_S, FleetHTTPError, handle_fleet_error, handle_validation_error
+from modelfleet_contract.args import AliasTargetArgs, FrontDoorArgs
+from modelfleet_contract.errors import OVERLOADED, RETRY_AFTER_S, error_body, overloaded, unknown_model
+from serving_app.adapters import model_card, pick_target
+from serving_app.errors import FleetHTTPError, handle_fleet_error, handle_validation_error
 from serving_app.frontdoor import add_front_door
 from serving_app.infer import InferRequest, chat_request, infer_reply
 from serving_app.metrics import note_model
+from serving_app.ray_compat import DEFAULT_ENDPOINTS, ModelCard, OpenAiIngress, init, make_fastapi_ingress
 from serving_app.server import server_deployment_name
 
 log = logging.getLogger("ray.serve")
@@ -85,7 +80,7 @@ class FleetIngress(OpenAiIngress):
         if model is None and len(self._model_cards) == 1:  # a model's own ingress: the model
             return next(iter(self._model_cards))
         if model is None or (model not in self._model_cards and model not in self._adapters):
-            raise FleetHTTPError(404, unknown_model_message(model, self._names()), param="model")
+            raise FleetHTTPError(404, unknown_model(model, self._names()), param="model")
         note_model(model)
         return model
 
@@ -103,7 +98,8 @@ class FleetIngress(OpenAiIngress):
             self._configured_serve_handles[model_id] = self._default_serve_handles[base].options(
                 stream=True, multiplexed_model_id=model_id
             )
-        return self._configured_serve_handles[model_id]  # type: ignore[no-any-return]
+        handle: DeploymentHandle[Any] = self._configured_serve_handles[model_id]
+        return handle
 
     def _resolve_alias(self, body: Any) -> Any:
         """A request to an alias becomes a request to one of its targets (the reply names the target)."""
@@ -113,19 +109,22 @@ class FleetIngress(OpenAiIngress):
         user = getattr(body, "user", None)
         return body.model_copy(update={"model": pick_target(body.model, targets, user)})
 
-    async def models(self) -> dict[str, Any]:
+    # Our own cards, as plain JSON: Ray's response models (ModelList, ModelCard) would drop an adapter's
+    # `parent` and an alias's `targets`.
+    async def models(self) -> dict[str, Any]:  # type: ignore[override]
         cards = [model_card(m) for m in sorted(self._model_cards)]
         cards += [model_card(a, parent=base) for a, base in sorted(self._adapters.items())]
         cards += [model_card(a, targets=t) for a, t in sorted(self._aliases.items())]
         return {"object": "list", "data": cards}
 
-    async def model_data(self, model: str) -> dict[str, Any]:
+    async def model_data(self, model: str) -> dict[str, Any]:  # type: ignore[override]
         for card in (await self.models())["data"]:
             if card["id"] == model:
-                return card  # type: ignore[no-any-return]
-        raise FleetHTTPError(404, unknown_model_message(model, self._names()))
+                found: dict[str, Any] = card
+                return found
+        raise FleetHTTPError(404, unknown_model(model, self._names()))
 
-    async def _get_response(self, **kwargs: Any) -> AsyncGenerator[Any, None]:  # type: ignore[override]
+    async def _get_response(self, **kwargs: Any) -> AsyncGenerator[Any, None]:
         """Ray Serve LLM's call to the model, with its failures made visible to clients."""
         started = False
         kwargs["body"] = self._resolve_alias(kwargs["body"])
@@ -137,9 +136,7 @@ class FleetIngress(OpenAiIngress):
             kind = "server_error" if exc.status_code >= 500 else "invalid_request_error"
             raise FleetHTTPError(exc.status_code, str(exc.detail), type=kind) from exc
         except BackPressureError as exc:
-            raise _unavailable(
-                f"The model is overloaded (its queue is full), retry in {RETRY_AFTER_S}s."
-            ) from exc
+            raise _unavailable(overloaded()) from exc
         except (RayActorError, ActorUnavailableError) as exc:
             if not started:
                 raise _unavailable(
@@ -163,13 +160,12 @@ class FleetIngress(OpenAiIngress):
 
 
 def _unavailable(message: str) -> FleetHTTPError:
-    return FleetHTTPError(503, message, type="overloaded_error", headers={"Retry-After": str(RETRY_AFTER_S)})
+    return FleetHTTPError(503, message, type=OVERLOADED, headers={"Retry-After": str(RETRY_AFTER_S)})
 
 
 def _stream_error(message: str) -> str:
     """An OpenAI error event: the SDKs raise it (``APIError``) instead of returning a truncated answer."""
-    error = {"message": message, "type": "server_error", "param": None, "code": 503}
-    return f"data: {json.dumps({'error': error})}\n\n"
+    return f"data: {json.dumps(error_body(503, message, 'server_error'))}\n\n"
 
 
 def make_ingress_class(front_door: FrontDoorArgs, *, endpoint: str, tasks: Mapping[str, str]) -> type:

@@ -29,8 +29,9 @@ from typing import Any
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from serving_app.adapters import unknown_model_message
-from serving_app.args import FrontDoorArgs
+from modelfleet_contract.args import FrontDoorArgs
+from modelfleet_contract.errors import body_too_large, body_too_slow, unknown_model
+from modelfleet_contract.tasks import endpoints_text
 from serving_app.errors import FleetHTTPError, error_response
 from serving_app.media import check_media_parts
 
@@ -40,11 +41,6 @@ _GENERATION_PATHS = ("/chat/completions", "/completions", "/infer")
 _PATH_TASKS = dict.fromkeys(_GENERATION_PATHS, "generate") | {
     "/embeddings": "embed",
     "/audio/transcriptions": "transcribe",
-}
-TASK_ENDPOINTS = {
-    "generate": "/v1/chat/completions, /v1/completions and /v1/infer",
-    "embed": "/v1/embeddings",
-    "transcribe": "/v1/audio/transcriptions",
 }
 _TOKEN_FIELDS = ("max_tokens", "max_completion_tokens")
 # Where the request's `model` (`model_id` for /v1/infer) is left in the ASGI scope's state once read.
@@ -102,10 +98,7 @@ class RequestLimitsMiddleware:
                 message = await asyncio.wait_for(receive(), max(deadline - time.monotonic(), 0))
             except TimeoutError:
                 raise FleetHTTPError(
-                    408,
-                    f"The request body did not arrive within {self.limits.body_timeout_s:g} s "
-                    f"(limits.bodyTimeoutSeconds): {size} bytes received.",
-                    headers={"Connection": "close"},
+                    408, body_too_slow(self.limits.body_timeout_s, size), headers={"Connection": "close"}
                 ) from None
             if message["type"] != "http.request":
                 return None
@@ -134,7 +127,7 @@ class RequestLimitsMiddleware:
         the call needs."""
         if isinstance(model, str):
             if self.known_models is not None and model not in self.known_models:
-                raise FleetHTTPError(404, unknown_model_message(model, self.known_models), param="model")
+                raise FleetHTTPError(404, unknown_model(model, self.known_models), param="model")
             # For the layers inside (server.py's AdapterMiddleware), so none parses the body again.
             scope.setdefault("state", {})[REQUESTED_MODEL] = model
         task = self.tasks.get(model) if isinstance(model, str) else self.default_task
@@ -142,7 +135,7 @@ class RequestLimitsMiddleware:
             name = f"'{model}'" if isinstance(model, str) else "This model"
             raise FleetHTTPError(
                 400,
-                f"{name} has task '{task}' and answers {TASK_ENDPOINTS[task]}; {scope['path']} needs a "
+                f"{name} has task '{task}' and answers {endpoints_text(task)}; {scope['path']} needs a "
                 f"model with task '{needs}'.",
                 param="model",
             )
@@ -214,12 +207,7 @@ async def _form_model(scope: Scope, body: bytes) -> str | None:
 
 
 def _too_large(limit: int, size: int) -> FleetHTTPError:
-    return FleetHTTPError(
-        413,
-        f"The request body is larger than this fleet's limit of {limit} bytes "
-        f"(limits.maxRequestBytes): {size} bytes or more.",
-        headers={"Connection": "close"},
-    )
+    return FleetHTTPError(413, body_too_large(limit, size), headers={"Connection": "close"})
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -14,19 +14,25 @@ tests/unit/test_ray_private_api.py pins both Ray internals; tests/serving reads 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
-LOOPBACK_ENV = "MODELFLEET_LOOPBACK_ONLY"
+from modelfleet_contract.wire import LOOPBACK_ENV
+
 _ALL_INTERFACES = "[::]:"
 _HOOK = "add_port_to_grpc_server"  # the name replica.py calls
 
 
 def keep_replica_grpc_on_loopback() -> None:
     """Where LOOPBACK_ENV is set, replicas bind their inter-deployment gRPC server to 127.0.0.1."""
-    if os.environ.get(LOOPBACK_ENV) != "1":
+    # Only in a Ray process (a replica imports serving_app with Ray loaded): the HAProxy wrapper imports this
+    # package too, and must not load Ray each time HAProxy (re)starts.
+    if os.environ.get(LOOPBACK_ENV) != "1" or "ray" not in sys.modules:
         return
-    from ray.serve._private import replica
+    from serving_app.ray_compat import replica_module
+
+    replica: Any = replica_module()
 
     original: Callable[[Any, str], int] = getattr(replica, _HOOK)
     if getattr(original, "modelfleet_loopback", False):

@@ -32,12 +32,14 @@ from functools import cache
 from ray.util import metrics
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from modelfleet_contract.wire import INFER, ROUTED_HEADER, ROUTED_VALUE
+
 # Latency buckets (seconds) for time to first token: sub-10 ms on a warm GPU up to a wake from zero.
 TTFT_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300]
-INFER_PATH = "/v1/infer"
+INFER_PATH = INFER
 # HAProxy's mark on a request to the fleet's endpoint it sent straight to the model's server (high-throughput
-# mode, modelfleet/haproxy.py): counted as `unified` there, where it arrived.
-ROUTED_HEADER = (b"x-modelfleet-endpoint", b"unified")
+# mode, serving_app/haproxy.py): counted as `unified` there, where it arrived.
+ROUTED = (ROUTED_HEADER.encode(), ROUTED_VALUE.encode())
 # The `code` of a request whose client left before any answer (nginx's convention).
 CLIENT_CLOSED = 499
 # Why the ingress itself answered with an error, by HTTP status.
@@ -159,7 +161,7 @@ class RequestMetricsMiddleware:
             return
         started = time.monotonic()
         path: str = scope.get("path", "")
-        routed = self.endpoint == "prefix" and ROUTED_HEADER in scope.get("headers", [])
+        routed = self.endpoint == "prefix" and ROUTED in scope.get("headers", [])
         endpoint = "unified" if routed else self.endpoint
         info = RequestInfo(endpoint="infer" if path.endswith(INFER_PATH) else endpoint)
         if self.model:  # a model's own server: the request is the model's from the start

@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any, TypeVar
 
 from fastapi import FastAPI, HTTPException
@@ -25,8 +25,9 @@ from ray.serve.llm import LLMServer
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from serving_app.adapters import adapter_loader, model_card, unknown_model_message
-from serving_app.args import FrontDoorArgs
+from modelfleet_contract.args import FrontDoorArgs
+from modelfleet_contract.errors import unknown_model
+from serving_app.adapters import adapter_loader, model_card
 from serving_app.errors import FleetHTTPError, ModelStartupError, error_response, handle_fleet_error, one_line
 from serving_app.frontdoor import add_front_door
 from serving_app.infer import InferRequest, chat_request, infer_reply
@@ -144,13 +145,15 @@ class FleetLLMServer(LLMServer):
         self._adapters = dict(adapters or {})
         self._task = task
         try:
-            await super().__init__(*args, model_downloader=adapter_loader(self._adapters), **kwargs)
+            # Ray types the hook as its own LoRA loader; ours has its interface (test_ray_private_api.py).
+            loader: Any = adapter_loader(self._adapters)
+            await super().__init__(*args, model_downloader=loader, **kwargs)
         except Exception as exc:
             raise ModelStartupError(one_line(exc)) from None
 
     async def __serve_build_asgi_app__(self) -> FastAPI:
         """Direct streaming only: vLLM's OpenAI app (built by Ray after the engine started) plus ours."""
-        app: FastAPI = await super().__serve_build_asgi_app__()
+        app: FastAPI = await super().__serve_build_asgi_app__()  # type: ignore[no-untyped-call]  # Ray's, unannotated
 
         async def infer(body: InferRequest) -> Response:
             # One of this model's adapters by name (loaded by AdapterMiddleware), else the model itself.
@@ -173,13 +176,13 @@ class FleetLLMServer(LLMServer):
             for card in cards:
                 if card["id"] == name:
                     return card
-            raise FleetHTTPError(404, unknown_model_message(name, [model, *self._adapters]), param="model")
+            raise FleetHTTPError(404, unknown_model(name, [model, *self._adapters]), param="model")
 
         # The fleet's surface only, as on the standard path: vLLM's app also serves /v1/responses,
         # /v1/messages, /inference/v1/generate, tokenizer and admin routes, which the fleet's limits and docs
         # do not cover. (Serve's replica answers its own health checks before the app.) vLLM's /v1/models
         # lists only the adapters loaded on this replica: ours lists them all, as the standard path does.
-        ours = {
+        ours: dict[str, tuple[Callable[..., Any], str]] = {
             "/v1/infer": (infer, "POST"),
             "/healthz": (healthz, "GET"),
             "/v1/models": (models, "GET"),

@@ -22,8 +22,9 @@ from modelfleet.api.v1alpha1 import ModelFleet, ModelFleetStatus
 from modelfleet.api.validation import validate_fleet
 from modelfleet.localray import RayHead, start_head, stop_head, wait_for, write_unified_routes
 from modelfleet.render.cluster import HIGH_THROUGHPUT_ENV
-from modelfleet.render.serve_config import API_KEYS_DIR_ENV, serve_config
+from modelfleet.render.serve_config import serve_config
 from modelfleet.status import fleet_status
+from modelfleet_contract.wire import API_KEYS_DIR_ENV
 
 STATE_DIR = Path(os.environ.get("MODELFLEET_HOME", ".modelfleet"))
 SETTLED = {"Ready", "ScaledToZero", "Failed"}

@@ -23,8 +23,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from modelfleet.haproxy import BINARY_ENV, LOOPBACK_ENV, bundled_haproxy, wrapper_script
-from modelfleet.render.routes import unified_routing
+from modelfleet_contract.routing import local_wrapper, unified_routing
+from modelfleet_contract.wire import HAPROXY_BINARY_ENV, LOOPBACK_ENV
 
 T = TypeVar("T")
 
@@ -160,20 +160,25 @@ def ray_env(root: Path, extra: dict[str, str]) -> dict[str, str]:
     }
 
 
-# The fleet's routes by model for HAProxy (modelfleet/haproxy.py), in the head's root: `modelfleet up` writes
+# The fleet's routes by model for HAProxy (serving_app/haproxy.py), in the head's root: `modelfleet up` writes
 # it before each deploy, the HAProxy wrapper reads it each time Ray (re)starts HAProxy.
 UNIFIED_ROUTES_FILE = "unified-routes.json"
 
 
 def haproxy_env(root: Path, *, loopback: bool) -> dict[str, str]:
-    """The environment that runs a local head's HAProxy through modelfleet/haproxy.py (the wrapper goes in
-    `root`): the fleet's endpoint routed by model, and with `loopback` every listener on 127.0.0.1."""
-    real = os.environ.get(BINARY_ENV) or bundled_haproxy()
+    """The environment that runs a local head's HAProxy through serving_app/haproxy.py (the wrapper goes in
+    `root`): the fleet's endpoint routed by model, and with `loopback` every listener on 127.0.0.1. An HAProxy
+    of the user's own (RAY_SERVE_HAPROXY_BINARY_PATH) is the one the wrapper runs; else Ray's."""
     wrapper = root / "haproxy-wrapper"
-    script = wrapper_script(sys.executable, real, loopback=loopback, routes_file=root / UNIFIED_ROUTES_FILE)
+    script = local_wrapper(
+        sys.executable,
+        loopback=loopback,
+        routes_file=root / UNIFIED_ROUTES_FILE,
+        real=os.environ.get(HAPROXY_BINARY_ENV),
+    )
     wrapper.write_text(script, encoding="utf-8")
     wrapper.chmod(0o755)
-    return {BINARY_ENV: str(wrapper), **({LOOPBACK_ENV: "1"} if loopback else {})}
+    return {HAPROXY_BINARY_ENV: str(wrapper), **({LOOPBACK_ENV: "1"} if loopback else {})}
 
 
 def write_unified_routes(head: RayHead, serve_config: dict[str, Any]) -> None:
@@ -197,7 +202,7 @@ def start_head(
 
     With `loopback_only`, the listeners Ray opens on every interface whatever its settings (replicas' gRPC,
     HAProxy's stats and metrics) are kept on 127.0.0.1 too. With `route_by_model`, HAProxy routes the fleet's
-    endpoint by the body's model as `write_unified_routes` says (modelfleet/haproxy.py)."""
+    endpoint by the body's model as `write_unified_routes` says (serving_app/haproxy.py)."""
     # Unix socket paths are limited to ~107 bytes: keep the root short.
     root = Path(tempfile.mkdtemp(prefix="mf-", dir="/tmp"))
     (root / "tmp").mkdir()

@@ -247,13 +247,19 @@ class Reconciler:
         owned, problems = self.plan_all(fleet)
         current = rayservice if rayservice is not None else self.get_rayservice(namespace, name)
         events: list[tuple[str, str, str]] = []
-        owned_events: list[tuple[str, str, str]] = []
+
+        def post(event: tuple[str, str, str]) -> None:
+            """An Event for a change the moment it is made: a later step that fails (kopf retries) must not
+            swallow it, since the retry finds the change made and has nothing to say."""
+            events.append(event)
+            emit(*event)
+
         action = "unchanged"
         if owned is None:
             action = "invalid"
             summary = "; ".join(str(p) for p in problems)
             if not _already_invalid_for(fleet.get("status") or {}, summary):
-                events.append(("Warning", "Invalid", f"spec is invalid, RayService left as it is: {summary}"))
+                post(("Warning", "Invalid", f"spec is invalid, RayService left as it is: {summary}"))
         else:
             desired, policy, config_map = owned
             assert desired is not None
@@ -269,7 +275,8 @@ class Reconciler:
                 ):
                     what = f"the {kind.kind} of {namespace}/{name}"
                     owned_event = self._apply_owned(kind, wanted, fleet, namespace, fallback)
-                    owned_events += [owned_event] if owned_event else []
+                    if owned_event:
+                        post(owned_event)
                 what = f"RayService {namespace}/{name}"
                 current, action = self._apply(desired, current, fleet)
             except ApiException as error:
@@ -284,12 +291,10 @@ class Reconciler:
                 reason = {"created": "Created", "updated": "Updated", "drift-corrected": "DriftCorrected"}[
                     action
                 ]
-                events.append(("Normal", reason, f"RayService {namespace}/{name} {action.replace('-', ' ')}"))
-            events.extend(owned_events)
+                post(("Normal", reason, f"RayService {namespace}/{name} {action.replace('-', ' ')}"))
         status, changed = self._write_status(fleet, current, problems)
-        events.extend(_transition_events(fleet.get("status") or {}, status))
-        for event in events:
-            emit(*event)
+        for event in _transition_events(fleet.get("status") or {}, status):
+            post(event)
         return Outcome(action=action, phase=status["phase"], status_changed=changed, events=events)
 
     def _apply(
@@ -377,7 +382,12 @@ class Reconciler:
             uid = fleet["metadata"].get("uid")
             if live is None or not any(o.get("uid") == uid for o in meta.get("ownerReferences") or []):
                 return None  # nothing of ours to remove (an object of that name made by someone else stays)
-            kind.delete(object_name, namespace)
+            try:
+                kind.delete(object_name, namespace)
+            except ApiException as error:
+                if error.status == 404:
+                    return None  # gone meanwhile (by hand, or the garbage collector): what we wanted
+                raise
             return ("Normal", f"{kind.kind}Deleted", f"{kind.kind} {namespace}/{object_name} deleted")
         kopf.adopt(desired, owner=cast(kopf.Body, fleet))
         if (

@@ -21,8 +21,9 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
+from modelfleet_contract.wire import DASHBOARD_PORT
+
 log = logging.getLogger(__name__)
-DASHBOARD_PORT = 8265
 TIMEOUT_S = 3.0
 # After a failed read, how long a fleet goes without asking again.
 BACKOFF_S = 30.0

@@ -31,7 +31,7 @@ from tests.cluster import binaries
 REPO = Path(__file__).resolve().parents[2]
 OPERATOR_IMAGE = "ghcr.io/modelfleet/modelfleet-operator"
 # What images/operator.Dockerfile copies into its builder stage (its COPY lines).
-OPERATOR_IMAGE_SOURCES = ("pyproject.toml", "README.md", "operator", "serving_app")
+OPERATOR_IMAGE_SOURCES = ("pyproject.toml", "README.md", "operator", "serving_app", "modelfleet_contract")
 SERVING_ENVIRONMENT = Path(sys.executable).parent.parent
 PIP_TIMEOUT_S = 1200
 MIN_SETUPTOOLS = 75  # pyproject.toml's [build-system]

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from modelfleet import localray
-from modelfleet.render.serve_config import ROUTER_APP_NAME
+from modelfleet_contract.wire import ROUTER_APP_NAME
 from tests.cluster.chart import NAMESPACE as OPERATOR_NAMESPACE
 from tests.cluster.podrunner import POD_MARKER, pod_processes
 from tests.e2e.conftest import (

@@ -6,7 +6,7 @@ points.
 - The serving image (images/serving.Dockerfile): `ray[llm]` at the pinned Ray plus our wheel with
   `--no-deps`. Its CUDA build of vLLM does not install on a machine without a GPU, so pip's resolver says
   what the image would hold (`--dry-run --report`, metadata only), and every module that `serving_app` and
-  `modelfleet.haproxy` import must come from that set, the standard library or the wheel itself.
+  `serving_app.haproxy` import must come from that set, the standard library or the wheel itself.
 """
 
 from __future__ import annotations
@@ -110,10 +110,13 @@ def test_the_gpu_image_resolves_to_the_vllm_the_tests_run(
 def test_every_module_the_serving_image_runs_comes_from_its_install(
     serving_image_distributions: dict[str, str],
 ) -> None:
-    files = [*sorted((REPO / "serving_app").glob("*.py")), REPO / "operator" / "modelfleet" / "haproxy.py"]
+    files = [
+        *sorted((REPO / "serving_app").glob("*.py")),
+        *sorted((REPO / "modelfleet_contract").glob("*.py")),
+    ]
     imported = set().union(*(_imports(f) for f in files)) - set(sys.stdlib_module_names)
     providers = metadata.packages_distributions()
-    ours = {"serving_app", "modelfleet"}
+    ours = {"serving_app", "modelfleet_contract"}
     missing = {
         module: providers.get(module, ["(no installed distribution)"])
         for module in sorted(imported - ours)

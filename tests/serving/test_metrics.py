@@ -14,7 +14,7 @@ import openai
 import pytest
 
 from modelfleet.localray import wait_for
-from modelfleet.render.serve_config import ROUTER_APP_NAME
+from modelfleet_contract.wire import ROUTER_APP_NAME
 from serving_app.server import server_deployment_name
 from tests.serving.fleetspec import ALWAYS_ON, SLEEPY, Fleet
 from tests.support import prometheus
@@ -141,7 +141,7 @@ def test_serves_own_http_metrics_show_which_application_took_the_fleet_endpoints
     fleet: Fleet,
 ) -> None:
     """In high-throughput mode `modelfleet up`'s HAProxy sends the fleet endpoint's requests for a model to
-    the model's application itself (modelfleet/haproxy.py: no router hop), and its `/v1/models` to the router;
+    the model's application itself (serving_app/haproxy.py: no router hop), its `/v1/models` to the router;
     on the standard path the router application takes both. Serve's own per-application HTTP counter says
     so."""
     settled(fleet)

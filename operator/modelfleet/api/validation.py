@@ -16,7 +16,8 @@ from pydantic import ValidationError
 from modelfleet.api import cel, semantic
 from modelfleet.api.crd import build_crd
 from modelfleet.api.problems import Problem, join_path
-from modelfleet.api.v1alpha1 import DNS_LABEL, QUANTITY, ModelFleet
+from modelfleet.api.v1alpha1 import QUANTITY, ModelFleet
+from modelfleet_contract.wire import DNS_LABEL
 
 _FRIENDLY_PATTERNS = {
     DNS_LABEL: "must be a DNS label: lowercase letters, digits and '-', "

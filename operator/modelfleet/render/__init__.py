@@ -12,12 +12,13 @@ from typing import Any
 import jinja2
 import yaml
 
-from modelfleet.api.v1alpha1 import SERVE_PORT, ModelFleet
+from modelfleet.api.v1alpha1 import ModelFleet
 from modelfleet.render import cluster
 from modelfleet.render.network_policy import ControlPlane, network_policy
 from modelfleet.render.routes import haproxy_config_map
 from modelfleet.render.serve_config import serve_config_v2
 from modelfleet.yamlio import dump
+from modelfleet_contract.wire import SERVE_PORT
 
 DEFAULT_IMAGE = "ghcr.io/modelfleet/modelfleet-serving:0.1.0"
 FLEET_LABEL = "modelfleet.dev/fleet"

@@ -5,9 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from modelfleet.api.v1alpha1 import ModelFleetSpec, WorkerGroup
-from modelfleet.haproxy import BINARY_ENV
-from modelfleet.render.routes import HAPROXY_DIR, WRAPPER_KEY, haproxy_volume
-from modelfleet.render.serve_config import API_KEYS_DIR, API_KEYS_DIR_ENV
+from modelfleet.render.routes import haproxy_volume
+from modelfleet_contract.wire import (
+    API_KEYS_DIR,
+    API_KEYS_DIR_ENV,
+    HAPROXY_BINARY_ENV,
+    HAPROXY_DIR,
+    HAPROXY_WRAPPER_KEY,
+)
 
 RAY_VERSION = "2.60.0"
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -31,7 +36,7 @@ HIGH_THROUGHPUT_ENV = {
     "RAY_SERVE_LLM_ENABLE_DIRECT_STREAMING": "1",
     "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
 }
-# On Kubernetes Ray runs HAProxy through ModelFleet's wrapper (modelfleet/haproxy.py), from the fleet's
+# On Kubernetes Ray runs HAProxy through ModelFleet's wrapper (serving_app/haproxy.py), from the fleet's
 # ConfigMap (render/routes.py): the fleet's endpoint routed by the body's model, with no Python hop.
 # Not set: RAY_SERVE_INGRESS_REQUEST_ROUTER_FORWARD_BODY. It would let HAProxy show the request router the
 # body (for adapters and prefix-aware routing on a model's prefix), but HAProxy then waits for the whole body
@@ -73,7 +78,7 @@ def env(spec: ModelFleetSpec) -> list[dict[str, Any]]:
     if spec.all_api_keys:
         out.append({"name": API_KEYS_DIR_ENV, "value": API_KEYS_DIR})
     if spec.high_throughput:
-        ht_env = {**HIGH_THROUGHPUT_ENV, BINARY_ENV: f"{HAPROXY_DIR}/{WRAPPER_KEY}"}
+        ht_env = {**HIGH_THROUGHPUT_ENV, HAPROXY_BINARY_ENV: f"{HAPROXY_DIR}/{HAPROXY_WRAPPER_KEY}"}
         out.extend({"name": name, "value": value} for name, value in sorted(ht_env.items()))
     return out
 

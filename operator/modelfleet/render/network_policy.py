@@ -18,9 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from modelfleet.api.v1alpha1 import SERVE_PORT, ModelFleet, NetworkPeer
+from modelfleet.api.v1alpha1 import ModelFleet, NetworkPeer
+from modelfleet_contract.wire import DASHBOARD_PORT, SERVE_PORT
 
-DASHBOARD_PORT = 8265
 RAY_METRICS_PORT = 8080
 DEFAULT_MONITORING_NAMESPACE = "monitoring"
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"

