@@ -14,7 +14,7 @@ PARTS = ("serving", "wake", "operator", "prefix")
 
 
 def _tiny_model(work_dir: Path) -> Path:
-    from modelfleet.tinymodel import build_tiny_model
+    from tests.support.tinymodel import build_tiny_model
 
     return build_tiny_model(work_dir / "tiny-llama")
 

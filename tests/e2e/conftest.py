@@ -89,14 +89,14 @@ def kube(plane: ControlPlane) -> Iterator[Kube]:
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from modelfleet.tinymodel import build_tiny_model
+    from tests.support.tinymodel import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("e2e-model") / "tiny-llama")
 
 
 @pytest.fixture(scope="module")
 def tiny_adapter(tiny_model: Path) -> Path:
-    from modelfleet.tinymodel import build_tiny_adapter
+    from tests.support.tinymodel import build_tiny_adapter
 
     return build_tiny_adapter(tiny_model, tiny_model.parent / ADAPTER, seed=1)
 

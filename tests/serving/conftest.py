@@ -30,7 +30,7 @@ def session_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def checkpoints(session_root: Path) -> Checkpoints:
-    from modelfleet.tinymodel import (
+    from tests.support.tinymodel import (
         build_tiny_adapter,
         build_tiny_model,
         build_tiny_speech_model,

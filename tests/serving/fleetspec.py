@@ -77,7 +77,7 @@ def embedding_model_dir() -> Path:
 
 @dataclass(frozen=True)
 class Checkpoints:
-    """The checkpoints the test fleet loads, built once per session (modelfleet.tinymodel)."""
+    """The checkpoints the test fleet loads, built once per session (tests/support/tinymodel.py)."""
 
     llama: Path
     adapters: dict[str, Path]

