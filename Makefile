@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 EXTRAS ?= operator,serving,cpu,dev
 
 .DEFAULT_GOAL := help
-.PHONY: help install control-plane test e2e lint typecheck hadolint unit crds golden demo dev-cluster dev-shell test-cluster bench bench-serving bench-wake bench-operator bench-prefix clean
+.PHONY: help install control-plane test e2e lint typecheck hadolint unit crds docs golden demo dev-cluster dev-shell test-cluster bench bench-serving bench-wake bench-operator bench-prefix clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -52,6 +52,9 @@ crds: ## regenerate crds/ from the API models
 	$(BIN)/modelfleet crd -o crds/modelfleets.modelfleet.dev.yaml
 	cp crds/modelfleets.modelfleet.dev.yaml manifests/base/crd/
 	cp crds/modelfleets.modelfleet.dev.yaml charts/modelfleet/crds/
+
+docs: ## regenerate docs/reference.md from the API models and the operator's constants
+	$(PY) -m modelfleet.reference -o docs/reference.md
 
 golden: ## regenerate the golden RayServices (review the diff!)
 	$(BIN)/pytest tests/unit/test_golden.py -q --update-golden

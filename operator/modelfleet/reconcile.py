@@ -3,8 +3,9 @@ NetworkPolicy and HAProxy ConfigMap when they differ -> compute status -> patch 
 it changed.
 
 Reads like KubeRay's `Reconcile`: fetch, validate, reconcile the child, calculate status, write status if it
-changed. Kubernetes API errors are never swallowed: transient ones become `kopf.TemporaryError` (kopf retries
-with backoff), permanent ones become a `Failed` status with the API's message and a `kopf.PermanentError`.
+changed. Kubernetes API errors are never swallowed: transient ones become `kopf.TemporaryError` (kopf
+retries after a fixed 1 s for a conflict, 5 s otherwise), permanent ones become a `Failed` status with the
+API's message and a `kopf.PermanentError`. Each change's Event is posted as the change is made.
 """
 
 from __future__ import annotations
@@ -40,6 +41,50 @@ TRANSIENT_STATUSES = {409, 429, 500, 502, 503, 504}
 PLAN_CACHE_SIZE = 1024
 
 EventSink = Callable[[str, str, str], None]  # (type Normal|Warning, reason, message)
+Event = tuple[str, str, str]
+# Every Event the operator posts on a fleet: reason -> (type, when). Posted only through `event`, so none goes
+# undocumented (docs/reference.md is generated from this).
+EVENTS: dict[str, tuple[str, str]] = {
+    "Created": ("Normal", "the operator created the fleet's RayService"),
+    "Updated": (
+        "Normal",
+        "a new generation of the fleet changed the RayService (applied in place or rolled)",
+    ),
+    "DriftCorrected": (
+        "Normal",
+        "a field the operator renders was edited on the RayService and was set back",
+    ),
+    "NetworkPolicyCreated": (
+        "Normal",
+        "the fleet's NetworkPolicy was created (or recreated after a deletion)",
+    ),
+    "NetworkPolicyUpdated": (
+        "Normal",
+        "the fleet's NetworkPolicy was changed: a new spec, or a hand edit set back",
+    ),
+    "NetworkPolicyDeleted": (
+        "Normal",
+        "the fleet turned its NetworkPolicy off (`networkPolicy.enabled: false`)",
+    ),
+    "ConfigMapCreated": (
+        "Normal",
+        "the HAProxy ConfigMap of a high-throughput fleet was created (or recreated)",
+    ),
+    "ConfigMapUpdated": (
+        "Normal",
+        "the HAProxy ConfigMap changed: the models changed, or a hand edit set back",
+    ),
+    "ConfigMapDeleted": ("Normal", "the fleet left high-throughput mode (`highThroughput: false`)"),
+    "Invalid": ("Warning", "the spec fails a semantic check; posted once per set of problems"),
+    "ApplyFailed": ("Warning", "the API server refused an object the fleet owns (RBAC, schema); not retried"),
+    "ModelFailed": ("Warning", "a model's application failed to deploy, with its root cause"),
+    "FleetReady": ("Normal", "the fleet became `Ready`, with its endpoint"),
+}
+
+
+def event(reason: str, message: str) -> Event:
+    """An Event of a documented reason, with its type."""
+    return (EVENTS[reason][0], reason, message)
 
 
 @dataclass(frozen=True)
@@ -66,7 +111,7 @@ class Outcome:
     action: str  # created | updated | drift-corrected | unchanged | invalid | failed
     phase: str
     status_changed: bool
-    events: list[tuple[str, str, str]] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
 
 
 def now_rfc3339() -> str:
@@ -246,20 +291,20 @@ class Reconciler:
     ) -> Outcome:
         owned, problems = self.plan_all(fleet)
         current = rayservice if rayservice is not None else self.get_rayservice(namespace, name)
-        events: list[tuple[str, str, str]] = []
+        events: list[Event] = []
 
-        def post(event: tuple[str, str, str]) -> None:
+        def post(change: Event) -> None:
             """An Event for a change the moment it is made: a later step that fails (kopf retries) must not
             swallow it, since the retry finds the change made and has nothing to say."""
-            events.append(event)
-            emit(*event)
+            events.append(change)
+            emit(*change)
 
         action = "unchanged"
         if owned is None:
             action = "invalid"
             summary = "; ".join(str(p) for p in problems)
             if not _already_invalid_for(fleet.get("status") or {}, summary):
-                post(("Warning", "Invalid", f"spec is invalid, RayService left as it is: {summary}"))
+                post(event("Invalid", f"spec is invalid, RayService left as it is: {summary}"))
         else:
             desired, policy, config_map = owned
             assert desired is not None
@@ -285,16 +330,16 @@ class Reconciler:
                 # Permanent (403 RBAC, 422 from the schema...): say so on the fleet, stop retrying.
                 refusal = f"the API server refused {what}: {_describe(error)}"
                 self._write_status(fleet, current, [], apply_error=refusal)
-                emit("Warning", "ApplyFailed", refusal)
+                emit(*event("ApplyFailed", refusal))
                 raise kopf.PermanentError(refusal) from error
             if action != "unchanged":
                 reason = {"created": "Created", "updated": "Updated", "drift-corrected": "DriftCorrected"}[
                     action
                 ]
-                post(("Normal", reason, f"RayService {namespace}/{name} {action.replace('-', ' ')}"))
+                post(event(reason, f"RayService {namespace}/{name} {action.replace('-', ' ')}"))
         status, changed = self._write_status(fleet, current, problems)
-        for event in _transition_events(fleet.get("status") or {}, status):
-            post(event)
+        for transition in _transition_events(fleet.get("status") or {}, status):
+            post(transition)
         return Outcome(action=action, phase=status["phase"], status_changed=changed, events=events)
 
     def _apply(
@@ -364,7 +409,7 @@ class Reconciler:
         fleet: dict[str, Any],
         namespace: str,
         name: str,
-    ) -> tuple[str, str, str] | None:
+    ) -> Event | None:
         """Server-side apply of one owned object beside the RayService (NetworkPolicy, ConfigMap) when it is
         missing or differs; delete ours when the fleet no longer has it (`desired` None; `name` is its name).
         Returns the event to post, if anything changed."""
@@ -388,7 +433,7 @@ class Reconciler:
                 if error.status == 404:
                     return None  # gone meanwhile (by hand, or the garbage collector): what we wanted
                 raise
-            return ("Normal", f"{kind.kind}Deleted", f"{kind.kind} {namespace}/{object_name} deleted")
+            return event(f"{kind.kind}Deleted", f"{kind.kind} {namespace}/{object_name} deleted")
         kopf.adopt(desired, owner=cast(kopf.Body, fleet))
         if (
             live is not None
@@ -406,7 +451,7 @@ class Reconciler:
             _content_type="application/apply-patch+yaml",
         )
         verb = "created" if live is None else "updated"
-        return ("Normal", f"{kind.kind}{verb.title()}", f"{kind.kind} {namespace}/{object_name} {verb}")
+        return event(f"{kind.kind}{verb.title()}", f"{kind.kind} {namespace}/{object_name} {verb}")
 
     def _write_status(
         self,
@@ -459,13 +504,13 @@ def _already_invalid_for(previous: dict[str, Any], summary: str) -> bool:
     )
 
 
-def _transition_events(previous: dict[str, Any], status: dict[str, Any]) -> list[tuple[str, str, str]]:
+def _transition_events(previous: dict[str, Any], status: dict[str, Any]) -> list[Event]:
     """Events for models that just failed and for a fleet that just became ready."""
-    events: list[tuple[str, str, str]] = []
+    events: list[Event] = []
     before = {m.get("name"): m.get("state") for m in previous.get("models") or []}
     for model in status.get("models") or []:
         if model["state"] == "Failed" and before.get(model["name"]) != "Failed":
-            events.append(("Warning", "ModelFailed", f"{model['name']}: {model.get('message', '')}"))
+            events.append(event("ModelFailed", f"{model['name']}: {model.get('message', '')}"))
     if status["phase"] == "Ready" and previous.get("phase") != "Ready":
-        events.append(("Normal", "FleetReady", f"{status['ready']} models ready at {status['endpoint']}"))
+        events.append(event("FleetReady", f"{status['ready']} models ready at {status['endpoint']}"))
     return events

@@ -39,6 +39,17 @@ _APP_STATES: dict[str, ModelState] = {
     "DELETING": "Pending",
 }
 _SERVING: set[str] = {"Ready", "ScaledToZero"}
+# The conditions every status carries: type -> (True when, reason when not). docs/reference.md is generated
+# from it; tests/unit/test_reference_docs.py checks fleet_status writes exactly these.
+CONDITIONS: dict[str, tuple[str, str]] = {
+    "Ready": ("phase is `Ready`", "the phase (`Deploying`, `Degraded`, ...); the message says what"),
+    "SpecValid": (
+        "the spec passes the operator's semantic checks",
+        "`Invalid`; the message lists every problem, each naming the field, the value and the rule",
+    ),
+    "RayServiceReady": ("KubeRay reports the RayService `Ready`", "`NotReady`"),
+    "Upgrading": ("a new Ray cluster is rolling out (reason `UpgradeInProgress`)", "`Stable`"),
+}
 # Ready-condition reasons with which KubeRay stops working on a RayService until it changes.
 _KUBERAY_FAILURES = ("ValidationFailed", "InitializingTimeout")
 

@@ -24,7 +24,7 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
 {{- end -}}
 
-{{/* What the operator does with fleets, their RayServices and Events (docs/install.md explains every rule). */}}
+{{/* What the operator does with fleets, their RayServices and Events (docs/security.md explains every rule). */}}
 {{- define "modelfleet.fleetRules" -}}
 # Watch fleets; kopf records its handler progress in the fleet's annotations (patch).
 - apiGroups: [modelfleet.dev]

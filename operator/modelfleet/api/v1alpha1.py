@@ -565,7 +565,7 @@ class ModelFleetSpec(ApiModel):
         default=True,
         description="Ray Serve's high-throughput mode on every Ray pod: HAProxy instead of the Python "
         "proxy, gRPC between replicas, and each model's server as its own HTTP ingress (direct "
-        "streaming). 1.7-2.3x the throughput of the standard path in docs/benchmarks.md. HAProxy and the "
+        "streaming): several times the standard path's throughput (docs/benchmarks.md). HAProxy and the "
         "replicas then listen on all pod interfaces (only the Serve port is on the Service).",
     )
 
@@ -596,6 +596,28 @@ class Condition(ApiModel):
 
 ModelState = Literal["Pending", "Deploying", "Ready", "ScaledToZero", "Unhealthy", "Failed"]
 FleetPhase = Literal["Pending", "Deploying", "Ready", "Degraded", "Failed", "Invalid", "Upgrading"]
+# What each phase and model state means (docs/reference.md is generated from these).
+PHASES: dict[str, str] = {
+    "Pending": "the RayService does not exist yet",
+    "Deploying": "the RayService exists, and some models are still starting, with none failed",
+    "Ready": "every model is serving or scaled to zero and ready to wake, and KubeRay counts serve endpoints",
+    "Degraded": "some models serve while at least one is `Failed` or `Unhealthy`",
+    "Failed": "every model failed, the API server refused the RayService (or the fleet's NetworkPolicy or "
+    "ConfigMap), or KubeRay refused it (`ValidationFailed`) or gave up on it (`InitializingTimeout`), with "
+    "KubeRay's message",
+    "Invalid": "the spec fails a semantic check (see `SpecValid`); the running RayService is left as it was",
+    "Upgrading": "KubeRay is rolling out a new Ray cluster (`UpgradeInProgress` on the RayService)",
+}
+MODEL_STATES: dict[str, str] = {
+    "Pending": "not deployed yet",
+    "Deploying": "its Serve application is starting: the Ray cluster, a worker (`Waiting for a worker in "
+    "group <group>`), the model download or the engine start (`Loading the model`)",
+    "Ready": "serving",
+    "ScaledToZero": "healthy with zero replicas, or waking (a request asked for a replica that does not run "
+    "yet: `Waking: ...`); its next request waits for it and is never refused for its sleep",
+    "Unhealthy": "it was running and its health checks fail",
+    "Failed": "its application failed to deploy; `message` holds the exception line of the Serve traceback",
+}
 
 
 class ModelStatus(ApiModel):
