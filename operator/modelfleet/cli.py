@@ -166,7 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="modelfleet", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    render = commands.add_parser("render", help="print the RayService, NetworkPolicy and HAProxy ConfigMap a fleet renders to")
+    render = commands.add_parser(
+        "render", help="print the RayService, NetworkPolicy and HAProxy ConfigMap a fleet renders to"
+    )
     render.add_argument("file", help="ModelFleet YAML (several documents allowed; - for stdin)")
     render.add_argument("--image", help="serving image for fleets that set none")
     render.set_defaults(func=cmd_render)
