@@ -4,12 +4,16 @@ watch the RayService, what KubeRay makes of it, and the fleet's status follow.
 No kubelet runs in these namespaces, so KubeRay's Ray pods stay Pending and its RayService says
 Initializing: the fleet must say Deploying. Status from running Ray clusters, written by KubeRay itself, is
 the end-to-end tests' part (tests/e2e); every status KubeRay can write is mapped in tests/unit/test_status.py.
+
+The tests share the module's namespace and operator, never a fleet: each one makes its own under a name of its
+own (`unique`), so any of them runs alone or in any order.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import uuid
 from typing import Any
 
 import pytest
@@ -23,6 +27,11 @@ RS = "rayservices.v1.ray.io"  # explicit version: KubeRay also serves the deprec
 
 EXAMPLE_PATH = REPO / "examples" / "cluster" / "two-models-one-gpu.yaml"
 EXAMPLE = yaml.safe_load(EXAMPLE_PATH.read_text())
+
+
+def unique(prefix: str) -> str:
+    """A fleet name no other test uses (they share the module's namespace)."""
+    return f"{prefix}-{uuid.uuid4().hex[:6]}"
 
 
 def fleet(name: str) -> dict[str, Any]:
@@ -50,6 +59,14 @@ def wait_jsonpath(kube: Kube, name: str, path: str, value: str, timeout: int = 3
     )
 
 
+def deploying(kube: Kube, name: str) -> None:
+    """Apply the example as fleet `name` and wait until the operator has settled it: its RayService made and
+    its status written (observedGeneration, Deploying: what no Ray pod can get past here)."""
+    apply(kube, fleet(name))
+    rayservice(kube, name)
+    wait_jsonpath(kube, name, "{.status.phase}", "Deploying")
+
+
 def serve_args(rs: dict[str, Any], app: str) -> dict[str, Any]:
     """The serving args of one application in the RayService's serveConfigV2."""
     apps = yaml.safe_load(rs["spec"]["serveConfigV2"])["applications"]
@@ -64,19 +81,20 @@ def events_for(kube: Kube, name: str) -> list[dict[str, Any]]:
 
 
 def test_apply_creates_an_owned_rayservice_that_kuberay_takes_up(kube: Kube) -> None:
-    apply(kube, fleet("chat"))
-    rs = rayservice(kube, "chat")
-    mf = kube.get("modelfleet", "chat")
+    name = unique("chat")
+    apply(kube, fleet(name))
+    rs = rayservice(kube, name)
+    mf = kube.get("modelfleet", name)
     assert mf is not None
     owner = rs["metadata"]["ownerReferences"][0]
     assert (owner["kind"], owner["name"], owner["uid"], owner["controller"]) == (
         "ModelFleet",
-        "chat",
+        name,
         mf["metadata"]["uid"],
         True,
     )
-    assert rs["metadata"]["labels"]["modelfleet.dev/fleet"] == "chat"
-    shown = json.loads(kube.run("get", RS, "chat", "-o", "json", "--show-managed-fields").stdout)
+    assert rs["metadata"]["labels"]["modelfleet.dev/fleet"] == name
+    shown = json.loads(kube.run("get", RS, name, "-o", "json", "--show-managed-fields").stdout)
     managers = {(entry["manager"], entry["operation"]) for entry in shown["metadata"]["managedFields"]}
     assert (FIELD_MANAGER, "Apply") in managers, "the RayService is server-side applied by the operator"
     serve = yaml.safe_load(rs["spec"]["serveConfigV2"])
@@ -87,7 +105,7 @@ def test_apply_creates_an_owned_rayservice_that_kuberay_takes_up(kube: Kube) -> 
         lambda: next(
             (
                 c["reason"]
-                for c in (kube.get(RS, "chat") or {}).get("status", {}).get("conditions", [])
+                for c in (kube.get(RS, name) or {}).get("status", {}).get("conditions", [])
                 if c["type"] == "Ready"
             ),
             None,
@@ -95,20 +113,31 @@ def test_apply_creates_an_owned_rayservice_that_kuberay_takes_up(kube: Kube) -> 
         what="KubeRay's Ready condition on the RayService",
     )
     assert reason == "Initializing"
-    wait_jsonpath(kube, "chat", "{.status.phase}", "Deploying")
-    wait_jsonpath(kube, "chat", '{.status.conditions[?(@.type=="RayServiceReady")].status}', "False")
+    wait_jsonpath(kube, name, "{.status.phase}", "Deploying")
+    wait_jsonpath(kube, name, '{.status.conditions[?(@.type=="RayServiceReady")].status}', "False")
 
 
 def test_kubectl_shows_the_fleet(kube: Kube) -> None:
-    rayservice(kube, "chat")
-    wait_jsonpath(kube, "chat", "{.status.ready}", "0/2")
+    name = unique("shown")
+    deploying(kube, name)
+    wait_jsonpath(kube, name, "{.status.ready}", "0/2")
     table = kube.run("get", "modelfleets").stdout.splitlines()
     assert table[0].split() == ["NAME", "READY", "PHASE", "ENDPOINT", "AGE"]
-    row = table[1].split()
-    assert row[:4] == ["chat", "0/2", "Deploying", f"http://chat-serve-svc.{kube.namespace}.svc:8000/v1"]
-    wide = kube.run("get", "mf", "chat", "-o", "wide").stdout.splitlines()
-    assert wide[0].split() == ["NAME", "READY", "PHASE", "ENDPOINT", "AGE", "RAYSERVICE", "MESSAGE"]
-    assert wide[1].split()[5] == "chat"
+    # Other tests' fleets share the namespace: this fleet's row.
+    row = next(line.split() for line in table[1:] if line.split()[0] == name)
+    assert row[:4] == [name, "0/2", "Deploying", f"http://{name}-serve-svc.{kube.namespace}.svc:8000/v1"]
+    wide = kube.run("get", "mf", name, "-o", "wide").stdout.splitlines()
+    assert wide[0].split() == [
+        "NAME",
+        "READY",
+        "PHASE",
+        "ENDPOINT",
+        "AGE",
+        "RAYSERVICE",
+        "WORKERS",
+        "MESSAGE",
+    ]
+    assert wide[1].split()[5] == name
     explained = kube.run("explain", "modelfleet.spec.models").stdout
     assert "FIELDS:" in explained and "replicas" in explained and "engineArgs" in explained
     explained = kube.run("explain", "modelfleet.spec.models.replicas.min").stdout
@@ -116,7 +145,8 @@ def test_kubectl_shows_the_fleet(kube: Kube) -> None:
 
 
 def test_schema_and_cel_violations_are_refused_by_kubectl(kube: Kube) -> None:
-    bad = fleet("refused")
+    name = unique("refused")
+    bad = fleet(name)
     bad["spec"]["models"][0]["replicas"] = {"min": 3, "max": 1}
     result = apply(kube, bad, check=False)
     assert result.returncode != 0
@@ -125,52 +155,65 @@ def test_schema_and_cel_violations_are_refused_by_kubectl(kube: Kube) -> None:
         and "min must be less than or equal to max" in result.stderr
     ), result.stderr
     # No stored defaults inside list items (GitOps), yet an absent max still counts as its default 1.
-    bad = fleet("refused")
+    bad = fleet(name)
     bad["spec"]["models"][0]["replicas"] = {"min": 3}
     result = apply(kube, bad, check=False)
     assert result.returncode != 0 and "min must be less than or equal to max" in result.stderr, result.stderr
-    bad = fleet("refused")
+    bad = fleet(name)
     bad["spec"]["models"][1]["name"] = "v1"
     result = apply(kube, bad, check=False)
     assert result.returncode != 0 and "spec.models[1].name" in result.stderr, result.stderr
-    bad = fleet("refused")
+    bad = fleet(name)
     bad["spec"]["models"][0]["task"] = "dance"
     result = apply(kube, bad, check=False)
     assert result.returncode != 0, result.stderr
     assert 'spec.models[0].task: Unsupported value: "dance"' in result.stderr, result.stderr
     # Strict field validation (kubectl's default): an unknown field is refused, not silently pruned.
-    bad = fleet("refused")
+    bad = fleet(name)
     bad["spec"]["models"][0]["gpuz"] = 1
     result = apply(kube, bad, check=False)
     assert result.returncode != 0 and 'unknown field "spec.models[0].gpuz"' in result.stderr, result.stderr
-    assert kube.get("modelfleet", "refused") is None
+    assert kube.get("modelfleet", name) is None
 
 
 def test_semantic_invalid_update_leaves_the_rayservice_untouched(kube: Kube) -> None:
-    before = rayservice(kube, "chat")["spec"]
-    bad = fleet("chat")
+    name = unique("invalid")
+    deploying(kube, name)
+    before = rayservice(kube, name)["spec"]
+    bad = fleet(name)
     bad["spec"]["models"][0]["engineArgs"]["gpu_memory_utilization"] = 0.9
     apply(kube, bad)
-    wait_jsonpath(kube, "chat", "{.status.phase}", "Invalid")
-    mf = kube.get("modelfleet", "chat")
+    wait_jsonpath(kube, name, "{.status.phase}", "Invalid")
+    mf = kube.get("modelfleet", name)
     assert mf is not None
     spec_valid = next(c for c in mf["status"]["conditions"] if c["type"] == "SpecValid")
     assert spec_valid["status"] == "False"
     assert spec_valid["message"].startswith("spec.models[0].engineArgs.gpu_memory_utilization: 0.9:")
-    assert json.dumps(rayservice(kube, "chat")["spec"], sort_keys=True) == json.dumps(before, sort_keys=True)
-    assert any(e["reason"] == "Invalid" and e["type"] == "Warning" for e in events_for(kube, "chat"))
-    apply(kube, fleet("chat"))
-    wait_jsonpath(kube, "chat", '{.status.conditions[?(@.type=="SpecValid")].status}', "True")
+    assert json.dumps(rayservice(kube, name)["spec"], sort_keys=True) == json.dumps(before, sort_keys=True)
+    assert any(e["reason"] == "Invalid" and e["type"] == "Warning" for e in events_for(kube, name))
+    apply(kube, fleet(name))
+    wait_jsonpath(kube, name, '{.status.conditions[?(@.type=="SpecValid")].status}', "True")
 
 
 def test_editing_one_model_changes_only_serve_config(kube: Kube) -> None:
-    before = rayservice(kube, "chat")
-    edited = fleet("chat")
+    name = unique("edited")
+    apply(kube, fleet(name))
+    # KubeRay has taken the RayService up: it names the Ray cluster it brings up.
+    before = wait_for(
+        lambda: (
+            ((s := rayservice(kube, name)).get("status") or {})
+            .get("pendingServiceStatus", {})
+            .get("rayClusterName")
+            and s
+        ),
+        what="KubeRay to name the RayService's pending Ray cluster",
+    )
+    edited = fleet(name)
     edited["spec"]["models"][0]["engineArgs"]["max_model_len"] = 4096
     apply(kube, edited)
     after = wait_for(
         lambda: (
-            (s := rayservice(kube, "chat"))["spec"]["serveConfigV2"] != before["spec"]["serveConfigV2"] and s
+            (s := rayservice(kube, name))["spec"]["serveConfigV2"] != before["spec"]["serveConfigV2"] and s
         ),
         what="serveConfigV2 to change",
     )
@@ -181,56 +224,59 @@ def test_editing_one_model_changes_only_serve_config(kube: Kube) -> None:
     assert cluster and cluster == (before.get("status") or {}).get("pendingServiceStatus", {}).get(
         "rayClusterName"
     )
-    apply(kube, fleet("chat"))
 
 
 def test_a_hand_edit_of_a_rendered_field_is_reverted_and_reported(kube: Kube) -> None:
-    wanted = rayservice(kube, "chat")["spec"]
+    name = unique("drifted")
+    deploying(kube, name)  # observed: a change of the RayService now is drift
+    wanted = rayservice(kube, name)["spec"]
     edit = [
         {"op": "replace", "path": "/spec/rayClusterConfig/workerGroupSpecs/0/maxReplicas", "value": 9},
         {"op": "replace", "path": "/spec/serveConfigV2", "value": "applications: []\n"},
     ]
-    kube.run("patch", RS, "chat", "--type=json", "-p", json.dumps(edit))
+    kube.run("patch", RS, name, "--type=json", "-p", json.dumps(edit))
 
     def reverted() -> dict[str, Any] | None:
-        spec = rayservice(kube, "chat")["spec"]
+        spec = rayservice(kube, name)["spec"]
         return spec if spec["serveConfigV2"] == wanted["serveConfigV2"] else None
 
     spec = wait_for(reverted, what="the hand edit to be reverted")
     assert spec["rayClusterConfig"]["workerGroupSpecs"][0]["maxReplicas"] == 2
     wait_for(
-        lambda: any(e["reason"] == "DriftCorrected" for e in events_for(kube, "chat")),
+        lambda: any(e["reason"] == "DriftCorrected" for e in events_for(kube, name)),
         what="a DriftCorrected Event on the fleet",
     )
 
 
 def test_fields_the_operator_does_not_render_are_left_alone(kube: Kube) -> None:
     """What Argo CD, a policy engine or a person adds beside our fields survives every reconcile."""
-    rayservice(kube, "chat")
-    kube.run("label", RS, "chat", "argocd.argoproj.io/instance=llm")
-    kube.run("annotate", RS, "chat", "example.com/owner=team-a")
+    name = unique("labelled")
+    apply(kube, fleet(name))
+    rayservice(kube, name)
+    kube.run("label", RS, name, "argocd.argoproj.io/instance=llm")
+    kube.run("annotate", RS, name, "example.com/owner=team-a")
     # A change of the fleet makes the operator apply again; the additions must still be there after.
-    edited = fleet("chat")
+    edited = fleet(name)
     edited["spec"]["models"][0]["replicas"] = {"min": 1, "max": 3}
     apply(kube, edited)
     applied = wait_for(
-        lambda: (s := rayservice(kube, "chat")) and serve_args(s, "qwen-0-5b")["replicas"]["max"] == 3 and s,
+        lambda: (s := rayservice(kube, name)) and serve_args(s, "qwen-0-5b")["replicas"]["max"] == 3 and s,
         what="the operator to apply the edited fleet",
     )
     assert applied["metadata"]["labels"]["argocd.argoproj.io/instance"] == "llm"
     assert applied["metadata"]["annotations"]["example.com/owner"] == "team-a"
-    apply(kube, fleet("chat"))
 
 
 def test_reapplying_the_same_file_changes_nothing(kube: Kube, tmp_path: Any) -> None:
     """GitOps stays quiet: once the operator has settled, applying the same file again is a no-op and
     `kubectl diff` shows nothing, for both apply modes."""
+    name = unique("gitops")
     path = tmp_path / "fleet.yaml"
-    path.write_text(yaml.safe_dump(fleet("gitops")))
+    path.write_text(yaml.safe_dump(fleet(name)))
     kube.run("apply", "-f", str(path))
-    rayservice(kube, "gitops")
-    wait_jsonpath(kube, "gitops", "{.status.phase}", "Deploying")
-    generation = (kube.get("modelfleet", "gitops") or {})["metadata"]["generation"]
+    rayservice(kube, name)
+    wait_jsonpath(kube, name, "{.status.phase}", "Deploying")
+    generation = (kube.get("modelfleet", name) or {})["metadata"]["generation"]
     again = kube.run("apply", "-f", str(path))
     assert again.stdout.strip().endswith("unchanged"), again.stdout
     diff = kube.run("diff", "-f", str(path), check=False)
@@ -239,12 +285,13 @@ def test_reapplying_the_same_file_changes_nothing(kube: Kube, tmp_path: Any) -> 
     assert "serverside-applied" in server_side.stdout
     diff = kube.run("diff", "--server-side", "-f", str(path), check=False)
     assert (diff.returncode, diff.stdout) == (0, ""), diff.stdout + diff.stderr
-    assert (kube.get("modelfleet", "gitops") or {})["metadata"]["generation"] == generation
+    assert (kube.get("modelfleet", name) or {})["metadata"]["generation"] == generation
 
 
 def test_deleting_the_fleet_cascades_through_the_garbage_collector(kube: Kube) -> None:
-    apply(kube, fleet("short-lived"))
-    rs = rayservice(kube, "short-lived")
+    name = unique("short-lived")
+    apply(kube, fleet(name))
+    rs = rayservice(kube, name)
     cluster = wait_for(
         lambda: next(
             (
@@ -254,10 +301,10 @@ def test_deleting_the_fleet_cascades_through_the_garbage_collector(kube: Kube) -
             ),
             None,
         ),
-        what="KubeRay to create the RayCluster of short-lived",
+        what=f"KubeRay to create the RayCluster of {name}",
     )
-    kube.run("delete", "modelfleet", "short-lived", "--wait=false")
-    wait_for(lambda: kube.get(RS, "short-lived") is None, what="garbage collection of the RayService")
+    kube.run("delete", "modelfleet", name, "--wait=false")
+    wait_for(lambda: kube.get(RS, name) is None, what="garbage collection of the RayService")
     wait_for(
         lambda: kube.get("rayclusters.v1.ray.io", cluster["metadata"]["name"]) is None,
         what="garbage collection of the RayCluster",
@@ -278,7 +325,7 @@ NP = "networkpolicies.networking.k8s.io"
 
 
 def test_the_network_policy_is_owned_corrected_turned_off_and_collected(kube: Kube) -> None:
-    name = "walled"
+    name = unique("walled")
     apply(kube, fleet(name))
     owner = wait_for(lambda: kube.get("modelfleet", name), what="the fleet")
     policy = wait_for(lambda: kube.get(NP, f"{name}-ray"), what="the fleet's NetworkPolicy")
@@ -332,7 +379,7 @@ CM = "configmaps"
 
 def test_the_haproxy_config_map_routes_the_models_is_corrected_turned_off_and_collected(kube: Kube) -> None:
     """A high-throughput fleet's Ray pods run HAProxy from the fleet's ConfigMap (render/routes.py)."""
-    name = "routed"
+    name = unique("routed")
     apply(kube, fleet(name))  # high-throughput mode is the default
     owner = wait_for(lambda: kube.get("modelfleet", name), what="the fleet")
     config_map = wait_for(lambda: kube.get(CM, f"{name}-haproxy"), what="the fleet's HAProxy ConfigMap")
@@ -373,10 +420,11 @@ def test_the_haproxy_config_map_routes_the_models_is_corrected_turned_off_and_co
 
 
 def test_operator_killed_mid_way_converges_without_duplicates(kube: Kube, operator: Operator) -> None:
-    names = [f"bulk-{i:02d}" for i in range(50)]
+    prefix = f"{unique('bulk')}-"
+    names = [f"{prefix}{i:02d}" for i in range(50)]
     kube.run("apply", "-f", "-", stdin=yaml.safe_dump_all([fleet(n) for n in names]))
     wait_for(
-        lambda: len([r for r in kube.items(RS) if r["metadata"]["name"].startswith("bulk-")]) >= 5,
+        lambda: len([r for r in kube.items(RS) if r["metadata"]["name"].startswith(prefix)]) >= 5,
         what="the operator to start on the bulk fleets",
     )
     operator.kill()
@@ -385,10 +433,8 @@ def test_operator_killed_mid_way_converges_without_duplicates(kube: Kube, operat
     behind: list[str] = []
 
     def converged() -> bool:
-        services = {
-            r["metadata"]["name"] for r in kube.items(RS) if r["metadata"]["name"].startswith("bulk-")
-        }
-        fleets = [f for f in kube.items("modelfleets") if f["metadata"]["name"].startswith("bulk-")]
+        services = {r["metadata"]["name"] for r in kube.items(RS) if r["metadata"]["name"].startswith(prefix)}
+        fleets = [f for f in kube.items("modelfleets") if f["metadata"]["name"].startswith(prefix)]
         phases = {f["metadata"]["name"]: (f.get("status") or {}).get("phase") for f in fleets}
         behind[:] = [
             f"{n}: RayService {'present' if n in services else 'missing'}, phase {phases.get(n)}"
@@ -408,7 +454,7 @@ def test_operator_killed_mid_way_converges_without_duplicates(kube: Kube, operat
         n: sum(e.get("count", 1) for e in created if e["involvedObject"]["name"] == n) for n in names
     }
     assert all(count <= 1 for count in per_fleet.values()), f"RayServices created more than once: {per_fleet}"
-    kube.run("delete", "modelfleets", "-l", "!nonexistent", "--wait=false")
+    kube.run("delete", "modelfleets", *names, "--wait=false")
 
 
 def test_the_status_written_when_the_rayservice_is_created_names_it(kube: Kube) -> None:
