@@ -148,6 +148,16 @@ class FleetIngress(OpenAiIngress):
                 f"The model's replica stopped while answering ({type(exc).__name__}): the answer is "
                 "incomplete. Retry the request."
             )
+        except Exception as exc:
+            if not started:
+                raise
+            # The engine failed after the first chunk: the client must not take a truncated answer for a whole
+            # one (the SDKs raise on an error event; a clean end would look complete).
+            log.warning("a model failed mid-stream: %s", type(exc).__name__)
+            yield _stream_error(
+                f"The model failed while answering ({type(exc).__name__}): the answer is incomplete. "
+                "Retry the request."
+            )
 
     async def infer(self, body: InferRequest) -> Response:
         """``{model_id, input, params}`` -> ``{text, model_id, finish_reason}`` (never streams)."""
