@@ -81,8 +81,9 @@ bench: control-plane ## all benchmarks (~35 min on 2 cores); results in bench/re
 bench-serving: ## serving overhead: bare vLLM vs stock Ray Serve LLM vs ModelFleet
 	scripts/private-net.sh $(PY) -m bench serving
 
-bench-wake: ## wake from zero: request to first token, split by phase
+bench-wake: control-plane ## wake from zero replicas, and from zero workers on the test cluster: request to first token, by phase
 	scripts/private-net.sh $(PY) -m bench wake
+	scripts/private-net.sh $(PY) -m bench wake-workers
 
 bench-prefix: ## prefix-aware vs power-of-two routing on a shared-prefix load (two replicas)
 	scripts/private-net.sh $(PY) -m bench prefix

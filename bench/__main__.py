@@ -1,4 +1,5 @@
-"""`python -m bench all|serving|wake|operator|prefix`: run a part (or all), write bench/results/, plot."""
+"""`python -m bench all|serving|wake|wake-workers|operator|prefix`: run a part (or all), write bench/results/,
+plot."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 
 from bench import results
 
-PARTS = ("serving", "wake", "operator", "prefix")
+PARTS = ("serving", "wake", "wake-workers", "operator", "prefix")
 
 
 def _tiny_model(work_dir: Path) -> Path:
@@ -29,11 +30,13 @@ def run_part(part: str, work_dir: Path, args: argparse.Namespace) -> Path:
         )
         part = f"serving-{args.server}" if args.server else part  # one server's run beside the full one
     elif part == "wake":
-        from bench import wake, wake_workers
+        from bench import wake
 
-        model = _tiny_model(work_dir)
-        body = wake.run(model, work_dir, trials=args.trials)
-        body["from_zero_workers"] = wake_workers.run(model, work_dir, trials=args.worker_trials)
+        body = wake.run(_tiny_model(work_dir), work_dir, trials=args.trials)
+    elif part == "wake-workers":
+        from bench import wake_workers
+
+        body = wake_workers.run(_tiny_model(work_dir), work_dir, trials=args.worker_trials)
     elif part == "prefix":
         from bench import prefix
 
@@ -84,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=8.0, help="serving: seconds per measured cell")
     parser.add_argument("--trials", type=int, default=5, help="wake: wakes from zero replicas")
     parser.add_argument(
-        "--worker-trials", type=int, default=3, help="wake: wakes from zero workers (on the test cluster)"
+        "--worker-trials", type=int, default=3, help="wake-workers: wakes from zero workers (test cluster)"
     )
     parser.add_argument("--fleets", type=int, default=500, help="operator: fleets to create")
     args = parser.parse_args(argv)

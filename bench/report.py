@@ -221,9 +221,44 @@ def prefix(body: dict[str, Any]) -> str:
     )
 
 
+def wake_workers(body: dict[str, Any]) -> str:
+    if "skipped" in body:
+        return f"skipped: {body['skipped']}"
+    steps = (
+        "worker_pod_created_s",
+        "Ray_node_up_s",
+        "replica_RUNNING_s",
+        "first_token_s",
+        "last_first_token_s",
+    )
+    rows = [
+        [
+            r["trial"],
+            r["wait_for_zero_workers_s"],
+            *(r.get(s) for s in steps),
+            f"{r['failed']}/{r['wake_requests']}",
+        ]
+        for r in body["trials"]
+    ]
+    return _table(
+        [
+            "trial",
+            "idle -> 0 workers s",
+            "worker pod created s",
+            "Ray node up s",
+            "replica RUNNING s",
+            "first token s",
+            "4th first token s",
+            "failed",
+        ],
+        rows,
+    )
+
+
 def render_all(results_dir: Path = RESULTS_DIR) -> str:
     parts = []
-    for part, render in (("serving", serving), ("wake", wake), ("prefix", prefix)):
+    renders = (("serving", serving), ("wake", wake), ("wake-workers", wake_workers), ("prefix", prefix))
+    for part, render in renders:
         if (results_dir / f"{part}.json").exists():
             parts.append(f"## {part}\n\n{render(results.read(part, results_dir))}\n")
     if (results_dir / "operator.json").exists():
