@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +25,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=False,
         help="rewrite the golden RayServices in tests/unit/golden/ instead of comparing (review the diff)",
     )
+
+
+# Seconds spent in each tier (setup, call and teardown of its tests), printed at the end of the run.
+_TIER_SECONDS: defaultdict[str, float] = defaultdict(float)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    folder, _, rest = report.nodeid.partition("/")
+    tier = f"{folder}/{rest.split('/', 1)[0]}" if folder == "tests" and "/" in rest else folder
+    _TIER_SECONDS[tier] += report.duration
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _TIER_SECONDS:
+        terminalreporter.section("time per tier")
+        for tier, seconds in sorted(_TIER_SECONDS.items(), key=lambda item: -item[1]):
+            terminalreporter.write_line(f"{seconds:7.0f} s  {seconds / 60:5.1f} min  {tier}")
 
 
 @pytest.fixture(scope="session")

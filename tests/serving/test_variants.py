@@ -159,16 +159,14 @@ def _served_per_replica(samples: Samples) -> Counter[str]:
     return counts
 
 
-@pytest.mark.parametrize("prefix", ["", f"/{PREFIX_ROUTED}"], ids=["unified", "model-prefix"])
-def test_requests_sharing_a_long_prefix_land_on_one_replica(fleet: Fleet, prefix: str) -> None:
-    if fleet.high_throughput and prefix:
-        pytest.skip(
-            "documented: in high-throughput mode HAProxy routes a model's prefix without the body "
-            "(forwarding it would hold slow clients past limits.bodyTimeoutSeconds), so prefix-aware "
-            "routing applies on the fleet's endpoint only"
-        )
+@pytest.mark.default_path_only
+def test_requests_sharing_a_long_prefix_land_on_one_replica(fleet: Fleet) -> None:
+    """On the fleet's endpoint. A model's prefix is routed without the body in high-throughput mode (HAProxy:
+    forwarding it would hold slow clients past limits.bodyTimeoutSeconds), so prefix-aware routing applies
+    there on the fleet's endpoint only; the standard path's prefixes are covered with the fake engine
+    (tests/unit/test_serving_logic.py)."""
     assert fleet.replicas(PREFIX_ROUTED, server_deployment_name(PREFIX_ROUTED)) == (2, 2)
-    client = fleet.client(prefix)
+    client = fleet.client()
     shared = "You are the fleet's helpful assistant. " + "Models and replicas share a cluster. " * 12
     before = _served_per_replica(scrape(fleet))
     sent = 12
@@ -184,7 +182,7 @@ def test_requests_sharing_a_long_prefix_land_on_one_replica(fleet: Fleet, prefix
     started = time.monotonic()
     served = wait_for("gamma's request counters to show the requests", counted, timeout_s=90, every_s=2)
     print(
-        f"per replica after {sent} requests sharing a prefix ({prefix or '/'}): {dict(served)}, "
+        f"per replica after {sent} requests sharing a prefix: {dict(served)}, "
         f"counted after {time.monotonic() - started:.0f}s"
     )
     assert max(served.values()) == sent, f"requests sharing a prefix were spread over replicas: {served}"

@@ -3,12 +3,13 @@
 Every application is built by serving_app.app's builders from the args the renderer writes, and deployed
 together as serveConfigV2 deploys them (standard data path: Serve's proxy, our ingresses, FleetLLMServer).
 Only the engine is a stand-in (tests/support/fake_engine.py, behind Ray Serve LLM's own engine-class
-seam), so the router, the model ingresses, the front doors, adapters, aliases and error handling run as
-they do in a fleet, and each reply says which model's server answered, for which name and adapter.
+seam), so the router, the model ingresses, the front doors, adapters, aliases, prefix-aware routing and
+error handling run as they do in a fleet, and each reply says which model's server (and which replica)
+answered, for which name and adapter.
 tests/serving runs the same paths on real vLLM engines, for what needs the engine.
 
-One Ray and one deployment serve the whole module: most of its time is the five replicas starting (each
-imports vLLM for its request models); each test then takes a fraction of a second.
+One Ray and one deployment serve the whole module: most of its time is the eight replicas starting (the
+four model servers import vLLM for its request models); each test then takes a fraction of a second.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ from tests.support.fake_engine import identity_of
 REPO = Path(__file__).resolve().parents[2]
 API_KEY = "sk-fake-fleet-key"
 ALPHA, BETA = "alpha", "beta"
+# Two replicas with prefix-aware routing.
+GAMMA = "gamma"
 POET, LOST = "alpha-poet", "alpha-lost"
 LOST_SOURCE = "/nonexistent/adapter"
 CANARY = "canary"
@@ -44,14 +47,14 @@ CANARY = "canary"
 CANARY_TARGETS = [AliasTargetArgs(model=POET, weight=1000), AliasTargetArgs(model=ALPHA, weight=1)]
 MAX_REQUEST_BYTES, MAX_TOKENS, MAX_N = 4096, 64, 2
 HELLO: list[Any] = [{"role": "user", "content": "Hello"}]
-# Five replicas start at once, each importing vLLM for its request models (~10 s of CPU): ~40 s on 2 idle
-# cores; the deadline leaves room for a busy machine.
+# Eight replicas start at once, the four model servers importing vLLM for its request models (~10 s of CPU
+# each): about a minute on 2 idle cores; the deadline leaves room for a busy machine.
 DEPLOY_TIMEOUT_S = 300
 
 
 def fleet_document(poet_folder: Path) -> dict[str, Any]:
-    """Two models on CPU, alpha with an adapter in a folder and one whose folder is missing, an alias
-    over alpha and its adapter, one API key and small limits."""
+    """Three models on CPU, alpha with an adapter in a folder and one whose folder is missing, gamma on two
+    replicas with prefix-aware routing, an alias over alpha and its adapter, one API key and small limits."""
     models = [
         {
             "name": name,
@@ -60,8 +63,10 @@ def fleet_document(poet_folder: Path) -> dict[str, Any]:
             "cpus": 0.1,
             "replicas": {"min": 1, "max": 1},
         }
-        for name in (ALPHA, BETA)
+        for name in (ALPHA, BETA, GAMMA)
     ]
+    models[2]["replicas"] = {"min": 2, "max": 2}
+    models[2]["routing"] = "prefixAware"
     models[0]["adapters"] = [
         {"name": POET, "source": str(poet_folder)},
         {"name": LOST, "source": LOST_SOURCE},
@@ -293,7 +298,7 @@ def test_models_lists_models_adapters_with_their_model_and_aliases_with_their_ta
     fleet: FakeFleet,
 ) -> None:
     cards = {card.id: card.model_dump() for card in fleet.client().models.list()}
-    assert list(cards) == [ALPHA, BETA, LOST, POET, CANARY]  # models, adapters, aliases; each sorted
+    assert list(cards) == [ALPHA, BETA, GAMMA, LOST, POET, CANARY]  # models, adapters, aliases; each sorted
     assert cards[ALPHA]["parent"] is None and cards[BETA]["parent"] is None
     assert cards[POET]["parent"] == ALPHA and cards[LOST]["parent"] == ALPHA
     assert cards[CANARY]["targets"] == [t.model_dump() for t in CANARY_TARGETS]
@@ -305,7 +310,7 @@ def test_models_lists_models_adapters_with_their_model_and_aliases_with_their_ta
 
 @pytest.mark.parametrize(
     ("prefix", "known"),
-    [("", [ALPHA, LOST, POET, BETA, CANARY]), (f"/{ALPHA}", [ALPHA, LOST, POET])],
+    [("", [ALPHA, LOST, POET, BETA, GAMMA, CANARY]), (f"/{ALPHA}", [ALPHA, LOST, POET])],
     ids=["router", "model-prefix"],
 )
 def test_an_unknown_model_is_a_404_in_openai_shape_listing_the_known_names(
@@ -323,6 +328,25 @@ def test_an_unknown_model_is_a_404_in_openai_shape_listing_the_known_names(
         assert error["type"] == "invalid_request_error"
     with pytest.raises(openai.NotFoundError):
         fleet.client(prefix).models.retrieve("nope")
+
+
+@pytest.mark.parametrize("prefix", ["", f"/{GAMMA}"], ids=["router", "model-prefix"])
+def test_requests_sharing_a_long_prefix_land_on_one_replica(fleet: FakeFleet, prefix: str) -> None:
+    from ray import serve
+
+    from serving_app.server import server_deployment_name
+
+    server = serve.status().applications[GAMMA].deployments[server_deployment_name(GAMMA)]
+    assert server.replica_states.get("RUNNING") == 2, server.replica_states
+    client = fleet.client(prefix)
+    shared = "You are the fleet's helpful assistant. " + "Models and replicas share a cluster. " * 12
+    answered = []
+    for i in range(12):  # one at a time: the replicas stay equally idle, so only the prefix decides
+        messages: Any = [{"role": "system", "content": shared}, {"role": "user", "content": f"Question {i}?"}]
+        reply = client.chat.completions.create(model=GAMMA, messages=messages, max_tokens=6)
+        answered.append(identity_of(reply.choices[0].message.content or "")["pid"])
+    # Spread at random over two idle replicas, all twelve would share one 1 time in 2048.
+    assert len(set(answered)) == 1, f"requests sharing a prefix were spread over replicas: {answered}"
 
 
 @pytest.mark.parametrize("prefix", ["", f"/{ALPHA}"], ids=["router", "model-prefix"])
