@@ -173,6 +173,9 @@ def _at_zero(fleet: Fleet, model: str) -> bool:
     return fleet.replicas(model, server_deployment_name(model)) == (0, 0)
 
 
+# On the default path: the standard path's answer to each kind of bad request is covered by test_fuzz.py here
+# and by the fake-engine tier.
+@pytest.mark.default_path_only
 def test_a_thousand_mixed_requests_good_ones_all_succeed_bad_ones_all_4xx(fleet: Fleet) -> None:
     """1,000 requests at concurrency 32, as applications send them: chat, streamed chat, completions and
     /v1/infer on both endpoints, a sleeping model woken by the first of its requests, and bad ones (unknown
