@@ -60,8 +60,8 @@ def state_dir(session_root: Path) -> Iterator[Path]:
 
 # Every serving test runs against both data paths: Ray's high-throughput mode (the default: HAProxy, each
 # model's server its own ingress) and Serve's proxy with our ingresses, except those marked
-# default_path_only, whose models the standard path's fleet leaves out (fleetspec.DEFAULT_PATH_ONLY_MODELS).
-# pytest finishes one fleet before it starts the next.
+# default_path_only: the tests of the models the standard path's fleet leaves out
+# (fleetspec.DEFAULT_PATH_ONLY_MODELS) and the load test. pytest finishes one fleet before it starts the next.
 MODES = {"standard": False, "high-throughput": True}
 
 
