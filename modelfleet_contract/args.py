@@ -54,7 +54,8 @@ class FrontDoorArgs(_Strict):
     )
     max_request_bytes: int = Field(ge=1, description="Largest request body; larger gets 413.")
     max_tokens: int = Field(ge=1, description="Largest max_tokens / max_completion_tokens.")
-    max_n: int = Field(ge=1, description="Largest n.")
+    max_n: int = Field(ge=1, description="Largest n (and best_of).")
+    max_batch_items: int = Field(default=2048, ge=1, description="Most inputs in a prompt or input list.")
     body_timeout_s: float = Field(gt=0, description="Seconds a client may take to send its body.")
 
 

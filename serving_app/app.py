@@ -7,7 +7,9 @@ strictly first, so a bad document fails the application with a message naming th
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, TypeVar
 
 from ray import serve
 from ray.serve import Application
@@ -58,9 +60,52 @@ def build_model_app(args: dict[str, Any]) -> Application:
     )
 
 
+T = TypeVar("T")
+
+# How long a replica pick may wait before the router sends a counted request beside it (FleetRequestRouter).
+WAKE_NUDGE_AFTER_S = 1.0
+
+
 class FleetRequestRouter(LLMRouter):
-    """Ray Serve LLM's request router as is, loaded from this package, so that its replicas import
-    serving_app (and apply serving_app/__init__.py's local settings) like every other replica of a fleet."""
+    """Ray Serve LLM's request router, loaded from this package so that its replicas import serving_app (and
+    apply serving_app/__init__.py's local settings) like every other replica of a fleet, and made to wake a
+    model that has no replica.
+
+    HAProxy asks this router which replica takes a request. Ray's pick (`choose_replica` without a reserved
+    slot) waits for a replica without counting as a queued request, so Serve's autoscaler never hears of
+    it: a request that reaches the router just as the model scales to zero (HAProxy still lists the router
+    for a few hundred milliseconds) waits for a replica that nothing starts, until HAProxy's old process is
+    stopped 120 s later and the client's connection drops. A pick still waiting after WAKE_NUDGE_AFTER_S
+    sends a cheap request to the model's server beside it (`llm_config`); that request is queued the counted
+    way, so the autoscaler starts a replica and both go through. Later requests reach Serve's proxy, which
+    wakes the model the counted way itself."""
+
+    async def _pick_replica(self, handle: Any, *args: Any, **kwargs: Any) -> Any:
+        server = self._handle
+        return await waking(
+            super()._pick_replica(handle, *args, **kwargs),
+            lambda: server.options(method_name="llm_config", stream=False).remote(),
+        )
+
+
+class Cancellable(Protocol):
+    def cancel(self) -> Any: ...
+
+
+async def waking(pick: Awaitable[T], nudge: Callable[[], Cancellable]) -> T:
+    """`pick`'s result; if it is not there after WAKE_NUDGE_AFTER_S, `nudge()` is sent beside it and
+    cancelled once the pick is done (or the client has gone)."""
+    picking = asyncio.ensure_future(pick)
+    sent = None
+    try:
+        done, _ = await asyncio.wait({picking}, timeout=WAKE_NUDGE_AFTER_S)
+        if not done:
+            sent = nudge()
+        return await picking
+    finally:
+        picking.cancel()  # a no-op once it is done; else the client went away
+        if sent is not None:
+            sent.cancel()
 
 
 def _direct_model_app(parsed: ModelAppArgs, llm_config: LLMConfig) -> Application:

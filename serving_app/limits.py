@@ -5,8 +5,14 @@ of the inference calls, and hands the same bytes on:
 - a body larger than ``max_request_bytes`` -> 413 (at once when Content-Length says so);
 - a body not complete ``body_timeout_s`` after the headers -> 408 and the connection closed, so a client
   trickling bytes holds a coroutine for a bounded time and never a model replica;
-- ``max_tokens`` / ``max_completion_tokens`` / ``n`` above the fleet's limits -> 400 naming the field,
-  the value and the limit (OpenAI's error shape);
+- ``max_tokens`` / ``max_completion_tokens`` / ``n`` / ``best_of`` above the fleet's limits -> 400 naming
+  the field, the value and the limit (OpenAI's error shape); a generation request naming neither token
+  field gets ``max_tokens`` set to the fleet's limit, so a client that leaves it out (or asks for
+  ``ignore_eos``) still stops there; ``min_tokens`` above the request's ``max_tokens`` and any
+  ``prompt_logprobs`` (a score for every prompt token) -> 400;
+- a ``prompt`` or embeddings ``input`` list longer than ``max_batch_items`` -> 400;
+- a JSON body nested deeper than ``MAX_JSON_DEPTH`` -> 400 naming the body (Python's parser would raise
+  RecursionError on a deep enough one, a 500);
 - ``messages`` that is not a list of objects -> 400 (the engine's validation would fail with a 500);
 - an image part of a chat message that no model could read -> 400 naming the part (``media.py``);
 - where asked (a model's own server in high-throughput mode), a ``model`` it does not serve -> 404 listing
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import Collection, Mapping
 from typing import Any
@@ -43,6 +50,11 @@ _PATH_TASKS = dict.fromkeys(_GENERATION_PATHS, "generate") | {
     "/audio/transcriptions": "transcribe",
 }
 _TOKEN_FIELDS = ("max_tokens", "max_completion_tokens")
+# The fields that list several inputs in one request (completions' prompts, embeddings' inputs).
+_BATCH_FIELDS = ("prompt", "input")
+# How deep a request body's JSON may nest. OpenAI's bodies, tool and response schemas included, stay far
+# below; Python's own parser gives up (RecursionError) near 1000.
+MAX_JSON_DEPTH = 64
 # Where the request's `model` (`model_id` for /v1/infer) is left in the ASGI scope's state once read.
 REQUESTED_MODEL = "modelfleet.model"
 
@@ -78,7 +90,9 @@ class RequestLimitsMiddleware:
             if needs == "transcribe":
                 self._check_model(scope, await _form_model(scope, body), needs=needs)
             elif needs is not None:
-                self._check_inference(scope, body, needs=needs)
+                body = self._check_inference(scope, body, needs=needs)
+            else:
+                _parse(body)  # any other JSON call: its depth bounded too
         except FleetHTTPError as exc:
             await error_response(exc)(scope, receive, send)
             return
@@ -110,17 +124,20 @@ class RequestLimitsMiddleware:
             if not message.get("more_body", False):
                 return b"".join(chunks)
 
-    def _check_inference(self, scope: Scope, body: bytes, *, needs: str) -> None:
-        try:
-            document: Any = json.loads(body)
-        except ValueError:
-            return  # not JSON: the endpoint's own 400 says so
+    def _check_inference(self, scope: Scope, body: bytes, *, needs: str) -> bytes:
+        """`body` checked; the body to hand on (the same bytes, or with `max_tokens` filled in)."""
+        document = _parse(body)
         if not isinstance(document, dict):
-            return
+            return body  # not JSON, or not an object: the endpoint's own 400 says so
         infer = scope["path"].endswith("/infer")
         self._check_model(scope, document.get("model_id" if infer else "model"), needs=needs)
-        if needs == "generate":
-            self._check_generation(document, infer=infer)
+        for name in _BATCH_FIELDS:
+            _at_most_items(document, name, self.limits.max_batch_items)
+        if needs != "generate" or not self._check_generation(document, infer=infer):
+            return body
+        filled = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+        _set_content_length(scope, len(filled))
+        return filled
 
     def _check_model(self, scope: Scope, model: Any, *, needs: str) -> None:
         """The requested model (a JSON field, or a transcription's form field): served here, of the task
@@ -140,16 +157,40 @@ class RequestLimitsMiddleware:
                 param="model",
             )
 
-    def _check_generation(self, document: dict[str, Any], *, infer: bool) -> None:
+    def _check_generation(self, document: dict[str, Any], *, infer: bool) -> bool:
+        """The generation limits checked; True when `max_tokens` was filled in (`document` changed)."""
         _check_shape(document)
         check_media_parts(document)
         # /v1/infer keeps its parameters under "params"; elsewhere a "params" key is just an unknown field.
+        if infer and "params" not in document:
+            document["params"] = {}
         params = document.get("params") if infer else document
         if not isinstance(params, dict):
-            return
+            return False  # the endpoint's own validation refuses it
         for name in _TOKEN_FIELDS:
             _at_most(params, name, self.limits.max_tokens, "limits.maxTokens")
         _at_most(params, "n", self.limits.max_n, "limits.maxN")
+        _at_most(params, "best_of", self.limits.max_n, "limits.maxN")
+        if params.get("prompt_logprobs") is not None:
+            raise FleetHTTPError(
+                400,
+                f"prompt_logprobs is {params['prompt_logprobs']!r}; this fleet does not score prompt tokens "
+                "(prompt_logprobs must be absent or null).",
+                param="prompt_logprobs",
+            )
+        asked = [_number(params.get(name)) for name in _TOKEN_FIELDS if params.get(name) is not None]
+        filled = not asked
+        if filled:
+            params["max_tokens"] = self.limits.max_tokens
+        ceiling = min(asked, default=float(self.limits.max_tokens))
+        if _number(params.get("min_tokens")) > ceiling:
+            raise FleetHTTPError(
+                400,
+                f"min_tokens is {params['min_tokens']}, above the request's max_tokens of {ceiling:g}"
+                + (" (limits.maxTokens, which applies when max_tokens is absent)." if filled else "."),
+                param="min_tokens",
+            )
+        return filled
 
 
 def _check_shape(document: dict[str, Any]) -> None:
@@ -164,6 +205,62 @@ def _check_shape(document: dict[str, Any]) -> None:
             f"messages must be a list of message objects, got {type(messages).__name__}",
             param="messages",
         )
+
+
+def _parse(body: bytes) -> Any:
+    """The body as JSON; None when it is not JSON (the endpoint refuses it in its own words); 400 when its
+    lists and objects nest deeper than MAX_JSON_DEPTH, valid JSON or not (a parser that recurses would fail
+    on it with a RecursionError, a 500)."""
+    # Fewer brackets than the bound cannot nest past it: most bodies skip the count.
+    if body.count(b"[") + body.count(b"{") > MAX_JSON_DEPTH and _depth(body) > MAX_JSON_DEPTH:
+        raise _too_deep()
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+
+
+# A JSON string (its brackets are text, not nesting), and a bracket outside one.
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_BRACKET = re.compile(rb"[\[\]{}]")
+
+
+def _depth(body: bytes) -> int:
+    """How deep the brackets of `body` nest, strings aside: a count over the brackets alone."""
+    depth = deepest = 0
+    for match in _BRACKET.finditer(_JSON_STRING.sub(b'""', body)):
+        if match[0] in (b"[", b"{"):
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
+
+
+def _too_deep() -> FleetHTTPError:
+    return FleetHTTPError(
+        400, f"The request body nests lists and objects more than {MAX_JSON_DEPTH} levels deep.", param="body"
+    )
+
+
+def _at_most_items(document: dict[str, Any], name: str, limit: int) -> None:
+    """A list of inputs (`prompt`, `input`) holds at most `limit` of them. A list of token ids is one
+    input; a list of strings or of token-id lists is one per entry."""
+    value = document.get(name)
+    if not isinstance(value, list) or all(isinstance(item, int) for item in value):
+        return
+    if len(value) > limit:
+        raise FleetHTTPError(
+            400,
+            f"{name} lists {len(value)} inputs, above this fleet's limit of {limit} (limits.maxBatchItems).",
+            param=name,
+        )
+
+
+def _set_content_length(scope: Scope, length: int) -> None:
+    """The request's Content-Length header (the app behind reads the body by it) set to `length`."""
+    headers = [(k, v) for k, v in scope.get("headers", []) if k != b"content-length"]
+    scope["headers"] = [*headers, (b"content-length", str(length).encode())]
 
 
 def _at_most(params: dict[str, Any], name: str, limit: int, setting: str) -> None:

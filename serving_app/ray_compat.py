@@ -16,6 +16,10 @@ rely on (in tests/unit/test_ray_private_api.py unless named), and the public hoo
   high-throughput mode per model application (Ray builds it only for a whole OpenAI app). Pinned by
   test_the_request_router_is_built_as_the_direct_app_builds_it and the knob-name pin.
   Upstream: `build_llm_deployment(..., direct_streaming=True)`.
+- `LLMRouter._pick_replica` (overridden in app.py, no import needed): a pick waiting for a replica sends a
+  counted request beside it, so a model at zero wakes (Ray's unreserved pick is not counted as queued).
+  Pinned by test_the_router_picks_through_the_method_fleet_request_router_wraps_and_that_pick_is_not_counted.
+  Upstream: `choose_replica(_reserve=False)` counting its wait as a queued request.
 - `LLMServer._batch_output_stream` (overridden in server.py, no import needed): the first streamed chunk at
   once, the rest batched (Ray's default holds the first one for its 50 ms window). Pinned by
   test_a_streamed_chat_goes_through_the_batching_hook_fleet_llm_server_overrides (behaviour: first chunk

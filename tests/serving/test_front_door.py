@@ -102,6 +102,31 @@ def test_limits_are_refused_in_openai_shape_naming_the_limit(fleet: Fleet, prefi
 
 
 @pytest.mark.parametrize("prefix", PREFIXES, ids=["unified", "prefix"])
+def test_limits_hold_when_the_client_leaves_a_field_out_or_sends_what_no_limit_names(
+    fleet: Fleet, prefix: str
+) -> None:
+    client = fleet.client(prefix)
+    # No max_tokens, and told to ignore the end of text: the engine stops at limits.maxTokens, not at the
+    # end of the model's context (256 tokens here).
+    reply = client.chat.completions.create(
+        model=ALWAYS_ON, messages=HELLO, extra_body={"ignore_eos": True}, temperature=0
+    )
+    assert reply.usage is not None and reply.usage.completion_tokens == LIMITS["maxTokens"]
+    assert reply.choices[0].finish_reason == "length"
+    # A prompt list over limits.maxBatchItems (2048 by default), and a body nested past any schema.
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.completions.create(model=ALWAYS_ON, prompt=["Hi"] * 2049, max_tokens=1)
+    assert "prompt lists 2049 inputs" in str(refused.value) and "limits.maxBatchItems" in str(refused.value)
+    deep = httpx.post(
+        f"{fleet.url}{prefix}/v1/chat/completions",
+        content=b"[" * 5000,
+        headers={"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"},
+        timeout=30,
+    )
+    assert deep.status_code == 400 and deep.json()["error"]["param"] == "body", deep.text
+
+
+@pytest.mark.parametrize("prefix", PREFIXES, ids=["unified", "prefix"])
 def test_only_the_fleets_endpoints_are_served(fleet: Fleet, prefix: str) -> None:
     """vLLM's own app (a model's front door in high-throughput mode) has more routes than the fleet offers
     and its limits cover; they answer 404 like on the standard path."""

@@ -31,6 +31,7 @@ LIMITS = FrontDoorArgs(
     max_request_bytes=2048,
     max_tokens=100,
     max_n=2,
+    max_batch_items=5,
     body_timeout_s=0.5,
 )
 
@@ -149,6 +150,12 @@ def test_every_key_is_compared_whatever_matches(monkeypatch: pytest.MonkeyPatch)
         # Shapes vLLM's request model fails on with a TypeError (a 500) instead of a validation error.
         ({"model": "m", "messages": 237740}, "messages", ["list of message objects", "int"]),
         ({"model": "m", "messages": [5]}, "messages", ["list of message objects"]),
+        # What a client could ask of the engine beyond the token limit.
+        ({"model": "m", "best_of": 5}, "best_of", ["best_of is 5", "limits.maxN"]),
+        ({"model": "m", "prompt_logprobs": 1}, "prompt_logprobs", ["prompt_logprobs is 1"]),
+        ({"model": "m", "max_tokens": 10, "min_tokens": 50}, "min_tokens", ["min_tokens is 50", "of 10"]),
+        ({"model": "m", "min_tokens": 101}, "min_tokens", ["min_tokens is 101", "limits.maxTokens"]),
+        ({"model": "m", "prompt": ["p"] * 6}, "prompt", ["prompt lists 6 inputs", "limit of 5"]),
     ],
 )
 @pytest.mark.usefixtures("keys_dir")
@@ -160,6 +167,49 @@ def test_generation_limits_get_400_naming_the_field_value_and_limit(
     error = reply.json()["error"]
     assert error["param"] == param and error["type"] == "invalid_request_error"
     assert all(word in error["message"] for word in words), error["message"]
+
+
+@pytest.mark.usefixtures("keys_dir")
+def test_a_generation_request_without_max_tokens_gets_the_fleets_limit() -> None:
+    client = TestClient(app())
+    body = {"model": "m", "ignore_eos": True, "messages": [{"role": "user", "content": "hé"}]}
+    reached = json.loads(post(client, body).json()["body"])
+    assert reached == {**body, "max_tokens": 100}
+    # A null counts as absent; /v1/infer gets it under "params", made when missing.
+    assert json.loads(post(client, {**body, "max_tokens": None}).json()["body"])["max_tokens"] == 100
+    infer = post(client, {"model_id": "m", "input": "hi"}, path="/v1/infer").json()["body"]
+    assert json.loads(infer)["params"] == {"max_tokens": 100}
+    # A request naming either field keeps its own.
+    asked = {**body, "max_completion_tokens": 7}
+    assert json.loads(post(client, asked).json()["body"]) == asked
+
+
+@pytest.mark.usefixtures("keys_dir")
+def test_an_embeddings_input_list_over_the_batch_limit_gets_400() -> None:
+    client = TestClient(app())
+    reply = post(client, {"model": "m", "input": ["x"] * 6}, path="/v1/embeddings")
+    assert reply.status_code == 400 and reply.json()["error"]["param"] == "input"
+    assert "limits.maxBatchItems" in reply.json()["error"]["message"]
+    # A list of token ids is one input; five inputs are within the limit.
+    assert post(client, {"model": "m", "input": list(range(50))}, path="/v1/embeddings").status_code == 200
+    assert post(client, {"model": "m", "input": [[1, 2]] * 5}, path="/v1/embeddings").status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/embeddings", "/v1/infer"])
+@pytest.mark.parametrize(
+    "body",
+    [b"[" * 2000, b"[" * 70 + b"]" * 70, b'{"model": "m", "x": ' + b"[" * 65 + b"]" * 65 + b"}"],
+    ids=["unclosed", "deep-array", "deep-field"],
+)
+@pytest.mark.usefixtures("keys_dir")
+def test_a_body_nested_too_deep_is_400_naming_the_body_never_a_500(path: str, body: bytes) -> None:
+    client = TestClient(app())
+    reply = client.post(path, content=body, headers={"Authorization": "Bearer key-a"})
+    assert reply.status_code == 400, reply.text
+    assert reply.json()["error"]["param"] == "body" and "64 levels" in reply.json()["error"]["message"]
+    # As deep as the limit is fine.
+    shallow = b'{"model": "m", "x": ' + b"[" * 63 + b"]" * 63 + b', "max_tokens": 1}'
+    assert client.post(path, content=shallow, headers={"Authorization": "Bearer key-a"}).status_code == 200
 
 
 @pytest.mark.usefixtures("keys_dir")
@@ -239,6 +289,7 @@ def image_chat(*parts: Any) -> dict[str, Any]:
     return {
         "model": "m",
         "messages": [{"role": "system", "content": "hi"}, {"role": "user", "content": content}],
+        "max_tokens": 8,
     }
 
 
@@ -353,7 +404,7 @@ def test_a_declared_oversized_body_is_refused_before_reading_it() -> None:
 
 
 def test_a_body_in_pieces_is_handed_on_whole() -> None:
-    pieces = [b'{"model": ', b'"m", "n": ', b"1}"]
+    pieces = [b'{"model": ', b'"m", "n": ', b'1, "max_tokens": 9}']
     messages = [{"type": "http.request", "body": p, "more_body": i < 2} for i, p in enumerate(pieces)]
     sent = run_asgi(messages, [0.05] * 3, [])
     assert sent[0]["status"] == 200 and sent[-1]["bodies"] == [b"".join(pieces)]

@@ -21,6 +21,7 @@ from ray.llm._internal.serve.core.server import llm_server
 from ray.serve.llm import LLMServer
 
 from serving_app.adapters import AdapterLoader
+from serving_app.app import WAKE_NUDGE_AFTER_S, FleetRequestRouter, waking
 from serving_app.ingress import FleetIngress
 from serving_app.server import FleetLLMServer
 
@@ -280,3 +281,67 @@ def test_every_haproxy_bind_is_on_http_options_host_or_rewritten_to_loopback(tmp
         address = line.strip().removeprefix("bind ")
         hosts = ("127.0.0.1:", "{{ config.frontend_host }}:", "{{ config.grpc_frontend_host }}:")
         assert address.startswith(hosts), line
+
+
+def test_the_router_picks_through_the_method_fleet_request_router_wraps_and_that_pick_is_not_counted() -> (
+    None
+):
+    # HAProxy's /internal/route call picks through LLMRouter._pick_replica, with the model server's handle.
+    assert "self._pick_replica(" in inspect.getsource(LLMRouter.route)
+    assert "_pick_replica" in vars(FleetRequestRouter)
+    assert "self._handle: DeploymentHandle = server" in inspect.getsource(LLMRouter.__bases__[0].__init__)
+    # The reason for the wrap: a pick without a reserved slot skips the queued-request accounting (which
+    # is what tells the autoscaler to wake a model at zero). When Ray counts it, the nudge can go.
+    from ray.serve._private.router import AsyncioRouter
+
+    choose = inspect.getsource(AsyncioRouter.choose_replica)
+    assert '"_reserve", True' in choose and "_pick_and_reserve_replica" in choose
+    assert "wrap_queued_request" not in choose
+    assert "wrap_queued_request" in inspect.getsource(AsyncioRouter._pick_and_reserve_replica)
+
+
+class _Nudge:
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+        log.append("nudge sent")
+
+    def cancel(self) -> None:
+        self.log.append("nudge cancelled")
+
+
+@pytest.mark.parametrize("wait_s", [0.0, WAKE_NUDGE_AFTER_S + 0.5], ids=["replica-up", "no-replica"])
+def test_a_pick_still_waiting_after_a_second_sends_a_counted_request_and_returns_the_pick(
+    wait_s: float,
+) -> None:
+    log: list[str] = []
+
+    async def pick() -> str:
+        await asyncio.sleep(wait_s)
+        log.append("picked")
+        return "replica"
+
+    assert asyncio.run(waking(pick(), lambda: _Nudge(log))) == "replica"
+    if wait_s < WAKE_NUDGE_AFTER_S:
+        assert log == ["picked"]  # a replica was there: nothing more sent
+    else:
+        assert log == ["nudge sent", "picked", "nudge cancelled"]
+
+
+def test_a_client_gone_while_its_pick_waits_cancels_the_pick_and_the_nudge() -> None:
+    log: list[str] = []
+
+    async def never() -> None:
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            log.append("pick cancelled")
+
+    async def client_goes() -> None:
+        task = asyncio.ensure_future(waking(never(), lambda: _Nudge(log)))
+        await asyncio.sleep(WAKE_NUDGE_AFTER_S + 0.2)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(client_goes())
+    assert log == ["nudge sent", "pick cancelled", "nudge cancelled"]

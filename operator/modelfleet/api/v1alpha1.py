@@ -420,10 +420,18 @@ class Limits(ApiModel):
         default=8192,
         ge=1,
         le=10_000_000,
-        description="Largest `max_tokens` / `max_completion_tokens` a request may ask for; more gets 400.",
+        description="Largest `max_tokens` / `max_completion_tokens` a request may ask for; more gets 400. "
+        "A generation request that names neither gets `max_tokens` set to this.",
     )
     max_n: int = Field(
-        default=8, ge=1, le=128, description="Largest `n` (choices per request); more gets 400."
+        default=8, ge=1, le=128, description="Largest `n` (choices per request) and `best_of`; more gets 400."
+    )
+    max_batch_items: int = Field(
+        default=2048,
+        ge=1,
+        le=1_000_000,
+        description="Most inputs one request may list: a completion's `prompt` list, an embedding's `input` "
+        "list; more gets 400.",
     )
     body_timeout_seconds: float = Field(
         default=30.0,

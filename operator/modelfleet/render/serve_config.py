@@ -27,6 +27,7 @@ def front_door_args(spec: ModelFleetSpec) -> dict[str, Any]:
         "max_request_bytes": limits.max_request_bytes,
         "max_tokens": limits.max_tokens,
         "max_n": limits.max_n,
+        "max_batch_items": limits.max_batch_items,
         "body_timeout_s": limits.body_timeout_seconds,
     }
 
