@@ -11,6 +11,12 @@ from typing import Any
 RETRY_AFTER_S = 1
 INVALID_REQUEST = "invalid_request_error"
 OVERLOADED = "overloaded_error"
+AUTHENTICATION = "authentication_error"
+
+
+def no_valid_key() -> str:
+    """401: the request holds none of the fleet's keys."""
+    return "Missing or invalid API key: send 'Authorization: Bearer <key>'"
 
 
 def error_body(

@@ -33,6 +33,9 @@ class UnifiedRouting:
     # The fleet's limits.bodyTimeoutSeconds: how long HAProxy waits for a body to read `model` from. A body
     # still missing then gets the 408 the router would give (OpenAI's shape, naming the limit).
     body_timeout_s: float = 30.0
+    # The fleet's key files (`<secretName>/<key>` under $MODELFLEET_API_KEYS_DIR, as the front doors read
+    # them): HAProxy refuses a request without one of their keys before any router sees it. Empty: no auth.
+    api_keys: tuple[str, ...] = ()
 
     def dumps(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -40,7 +43,11 @@ class UnifiedRouting:
     @classmethod
     def load(cls, path: Path) -> UnifiedRouting:
         found = json.loads(path.read_text(encoding="utf-8"))
-        return cls(models=dict(found["models"]), body_timeout_s=float(found["body_timeout_s"]))
+        return cls(
+            models=dict(found["models"]),
+            body_timeout_s=float(found["body_timeout_s"]),
+            api_keys=tuple(found.get("api_keys", ())),
+        )
 
 
 def unified_routing(serve_config: Mapping[str, Any]) -> UnifiedRouting:
@@ -49,13 +56,15 @@ def unified_routing(serve_config: Mapping[str, Any]) -> UnifiedRouting:
     that has them loaded (Serve's multiplexing)."""
     models: dict[str, str] = {}
     body_timeout_s = UnifiedRouting.body_timeout_s
+    api_keys: tuple[str, ...] = ()
     for app in serve_config.get("applications", []):
         args = app.get("args") or {}
         if app.get("name") == ROUTER_APP_NAME:
             body_timeout_s = float(args["front_door"]["body_timeout_s"])
+            api_keys = tuple(args["front_door"]["api_keys"])
         if app.get("import_path") == MODEL_IMPORT_PATH and args.get("routing") != PREFIX_AWARE:
             models[str(args["name"])] = str(app["route_prefix"])
-    return UnifiedRouting(models=dict(sorted(models.items())), body_timeout_s=body_timeout_s)
+    return UnifiedRouting(dict(sorted(models.items())), body_timeout_s, api_keys)
 
 
 def local_wrapper(python: str, *, loopback: bool, routes_file: Path | None, real: str | None = None) -> str:

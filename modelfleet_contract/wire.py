@@ -15,6 +15,8 @@ ROUTER_APP_NAME = "fleet"
 # an environment variable or the Serve config); the serving app reads the folder this variable names.
 API_KEYS_DIR_ENV = "MODELFLEET_API_KEYS_DIR"
 API_KEYS_DIR = "/etc/modelfleet/api-keys"
+# How stale a front door's (or HAProxy's) view of the key files may be: a rotated key applies within it.
+KEYS_RELOAD_S = 2.0
 
 # Set on a local head (`modelfleet up`): every listener of the fleet on 127.0.0.1, the replicas' gRPC
 # servers (serving_app/loopback.py) and HAProxy's stats and metrics ports (serving_app/haproxy.py) included.

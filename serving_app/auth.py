@@ -19,11 +19,12 @@ from pathlib import Path
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from modelfleet_contract.wire import API_KEYS_DIR, API_KEYS_DIR_ENV, HEALTHZ
+from modelfleet_contract.errors import AUTHENTICATION, no_valid_key
+from modelfleet_contract.wire import API_KEYS_DIR, API_KEYS_DIR_ENV, HEALTHZ, KEYS_RELOAD_S
 from serving_app.errors import FleetHTTPError, error_response
 
 # How stale a replica's view of the key files may be.
-RELOAD_S = 2.0
+RELOAD_S = KEYS_RELOAD_S
 # Probes must reach /healthz without the key.
 OPEN_PATHS = frozenset({HEALTHZ})
 
@@ -112,9 +113,9 @@ class BearerAuthMiddleware:
             f"No API key is configured on the server (none of the {len(self.keys.files)} key files under "
             f"{API_KEYS_DIR_ENV} is readable)"
             if not self.keys.current()
-            else "Missing or invalid API key: send 'Authorization: Bearer <key>'"
+            else no_valid_key()
         )
-        exc = FleetHTTPError(401, reason, type="authentication_error", headers={"WWW-Authenticate": "Bearer"})
+        exc = FleetHTTPError(401, reason, type=AUTHENTICATION, headers={"WWW-Authenticate": "Bearer"})
         await error_response(exc)(scope, receive, send)
 
 

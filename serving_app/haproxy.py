@@ -20,6 +20,13 @@ every Ray pod (both scripts: modelfleet_contract/routing.py).
    the models, /v1/models, /v1/infer) are unchanged. HAProxy waits for a body up to the fleet's
    limits.bodyTimeoutSeconds, then answers the router's 408; the errors a model's server answers in another
    shape than the router (Serve's plain-text 503 for a full queue) are rewritten to the router's.
+3. No key, no wake (the routes' `api_keys`): before any other rule, a request without one of the fleet's
+   keys gets the front doors' 401 from HAProxy itself. Otherwise Ray's request router would hold it until a
+   replica of a sleeping model existed (starting one, maybe a GPU node) and only the woken replica would
+   refuse it. A Lua fetch (`KEY_CHECK`, loaded in every HAProxy thread) reads the routes file's key list and
+   the key files under $MODELFLEET_API_KEYS_DIR at most every KEYS_RELOAD_S seconds, as the replicas read
+   theirs, so a rotated or added key applies without a reload. Health checks (`/-/healthz`, `/-/routes`, a
+   prefix's `/healthz`) need no key.
 
 Only the standard library and the contract's plain modules are imported here (serving_app/__init__.py loads
 nothing of Ray outside a Ray process): the serving image installs ModelFleet's package without its
@@ -36,12 +43,16 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-from modelfleet_contract.errors import OVERLOADED, error_json, overloaded
+from modelfleet_contract.errors import AUTHENTICATION, OVERLOADED, error_json, no_valid_key, overloaded
 from modelfleet_contract.errors import body_too_slow as _body_too_slow
 from modelfleet_contract.routing import UnifiedRouting
 from modelfleet_contract.wire import (
+    API_KEYS_DIR,
+    API_KEYS_DIR_ENV,
     BODY_ROUTED,
     HAPROXY_BINARY_ENV,
+    HEALTHZ,
+    KEYS_RELOAD_S,
     LOOPBACK_ENV,
     ROUTED_HEADER,
     ROUTED_VALUE,
@@ -115,6 +126,103 @@ def route_by_model(config: str, routing: UnifiedRouting) -> str:
     return "".join([*lines[: bind + 1], *(rule + "\n" for rule in rules), *lines[bind + 1 :]])
 
 
+# The key check, loaded in each HAProxy thread: `lua.modelfleet_key_ok` is 1 when the request's
+# `Authorization: Bearer <key>` holds one of the keys in FILES under DIR (re-read at most every RELOAD_S).
+KEY_CHECK = """
+local DIR, ROUTES, RELOAD_S = %(dir)s, %(routes)s, %(reload_s)s
+local files, keys, loaded_at = %(files)s, {}, nil
+
+-- The key files the routes name now (a key added to the fleet applies without a reload); the last list
+-- when the routes cannot be read. Key file names hold no quote or bracket (KEY_FILE in the contract).
+local function key_files()
+    local routes = io.open(ROUTES, "rb")
+    if routes == nil then return files end
+    local text = routes:read("a") or ""
+    routes:close()
+    local listed = text:match('"api_keys"%%s*:%%s*%%[(.-)%%]')
+    if listed == nil then return files end
+    local found = {}
+    for name in listed:gmatch('"([^"]+)"') do found[#found + 1] = name end
+    return found
+end
+
+local function load()
+    files = key_files()
+    local found = {}
+    for _, name in ipairs(files) do
+        local file = io.open(DIR .. "/" .. name, "rb")
+        if file then
+            local key = (file:read("a") or ""):match("^%%s*(.-)%%s*$")
+            file:close()
+            if key ~= "" then found[key] = true end
+        end
+    end
+    keys = found
+end
+
+core.register_fetches("modelfleet_key_ok", function(txn)
+    local now = core.now()
+    local at = now.sec + now.usec / 1e6
+    if loaded_at == nil or at - loaded_at >= RELOAD_S then
+        load()
+        loaded_at = at
+    end
+    local given = txn.f:req_hdr("authorization")
+    if given == nil then return 0 end
+    local scheme, key = given:match("^(%%S+)%%s+(.-)%%s*$")
+    if scheme == nil or scheme:lower() ~= "bearer" or key == "" then return 0 end
+    return keys[key] and 1 or 0
+end)
+"""
+KEY_CHECK_FILE = "modelfleet-key-check.lua"
+
+
+def _lua_string(text: str) -> str:
+    """`text` as a Lua string literal: printable ASCII as is, every other byte as a decimal escape."""
+    plain = {ord(c) for c in " !#$%&'()*+,-./:;<=>?@[]^_`{|}~"} | set(range(48, 58)) | set(range(65, 91))
+    plain |= set(range(97, 123))
+    return '"' + "".join(chr(b) if b in plain else f"\\{b:03d}" for b in text.encode()) + '"'
+
+
+def key_check_lua(files: Sequence[str], directory: str, routes: Path) -> str:
+    names = "{" + ", ".join(_lua_string(name) for name in files) + "}"
+    return KEY_CHECK % {
+        "dir": _lua_string(directory),
+        "routes": _lua_string(str(routes)),
+        "files": names,
+        "reload_s": KEYS_RELOAD_S,
+    }
+
+
+def require_key(config: str, lua_path: Path) -> str:
+    """Item 3 of the module docstring: the Lua fetch loaded (from `lua_path`) and the 401 as the first rule
+    of `frontend http_frontend`."""
+    lines = config.splitlines(keepends=True)
+    try:
+        start = next(i for i, line in enumerate(lines) if line.strip() == "frontend http_frontend")
+        bind = next(i for i in range(start + 1, len(lines)) if lines[i].strip().startswith("bind "))
+        top = next(i for i, line in enumerate(lines) if line.strip() == "global")
+    except StopIteration:
+        return config
+    refused = _escaped(error_json(401, no_valid_key(), AUTHENTICATION))
+    rules = [
+        "    # ModelFleet: no key, no wake: a request without one of the fleet's keys stops here",
+        f"    acl modelfleet_open path /-/healthz /-/routes {HEALTHZ}",
+        f"    acl modelfleet_open path_end {HEALTHZ}",
+        "    http-request return status 401 content-type application/json hdr WWW-Authenticate Bearer "
+        f'string "{refused}" if !modelfleet_open !{{ lua.modelfleet_key_ok -m int 1 }}',
+    ]
+    return "".join(
+        [
+            *lines[: top + 1],
+            f"    lua-load-per-thread {lua_path}\n",
+            *lines[top + 1 : bind + 1],
+            *(rule + "\n" for rule in rules),
+            *lines[bind + 1 :],
+        ]
+    )
+
+
 def config_path(haproxy_args: Sequence[str]) -> Path | None:
     """The config file in HAProxy's arguments (after `-f`)."""
     for flag, value in itertools.pairwise(haproxy_args):
@@ -123,10 +231,19 @@ def config_path(haproxy_args: Sequence[str]) -> Path | None:
     return None
 
 
-def edit_config(path: Path, *, loopback: bool, routing: UnifiedRouting | None) -> None:
+def edit_config(
+    path: Path, *, loopback: bool, routing: UnifiedRouting | None, routes: Path | None = None
+) -> None:
     text = path.read_text(encoding="utf-8")
     edited = bind_loopback(text) if loopback else text
     edited = route_by_model(edited, routing) if routing else edited
+    if routing and routing.api_keys and routes is not None:
+        lua = path.with_name(KEY_CHECK_FILE)
+        directory = os.environ.get(API_KEYS_DIR_ENV) or API_KEYS_DIR
+        lua.write_text(
+            key_check_lua(routing.api_keys, directory, Path(os.path.abspath(routes))), encoding="utf-8"
+        )
+        edited = require_key(edited, lua)
     if edited != text:
         path.write_text(edited, encoding="utf-8")
 
@@ -169,7 +286,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     config = config_path(haproxy_args)
     routing = UnifiedRouting.load(options.routes) if options.routes and options.routes.is_file() else None
     if config is not None:
-        edit_config(config, loopback=options.loopback, routing=routing)
+        edit_config(config, loopback=options.loopback, routing=routing, routes=options.routes)
     real = options.real or bundled_haproxy()
     os.execv(real, [real, *haproxy_args])
 

@@ -159,6 +159,36 @@ def _at_zero(fleet: Fleet) -> bool:
     return bool(fleet.replicas(SLEEPY, server_deployment_name(SLEEPY)) == (0, 0))
 
 
+# How long a sleeping model must stay asleep after requests without a valid key: longer than the autoscaler
+# takes to start a replica for a real one (about a second).
+STAYS_ASLEEP_S = 20
+
+
+def test_a_request_without_a_valid_key_is_refused_at_once_and_wakes_nothing(fleet: Fleet) -> None:
+    wait_for(f"{SLEEPY} at zero replicas", lambda: _at_zero(fleet), timeout_s=120, every_s=1)
+    chat = {"model": SLEEPY, "messages": CHAT, "max_tokens": 4}
+    for prefix in ("", f"/{SLEEPY}"):
+        for headers in (
+            {},
+            {"Authorization": "Bearer sk-not-the-key"},
+            {"Authorization": f"Basic {API_KEY}"},
+        ):
+            started = time.monotonic()
+            reply = httpx.post(
+                f"{fleet.url}{prefix}/v1/chat/completions", json=chat, headers=headers, timeout=30
+            )
+            took = time.monotonic() - started
+            assert reply.status_code == 401, (prefix, headers, reply.text)
+            assert reply.json()["error"]["type"] == "authentication_error"
+            assert took < 1, f"401 after {took:.2f}s on {prefix or '/'}"
+    deadline = time.monotonic() + STAYS_ASLEEP_S
+    while time.monotonic() < deadline:
+        assert fleet.replicas(SLEEPY, server_deployment_name(SLEEPY)) == (0, 0), (
+            "a request without a key woke it"
+        )
+        time.sleep(1)
+
+
 # The router's wake (a streamed request through the unified endpoint) is in test_metrics.py, which counts it.
 @pytest.mark.parametrize("prefix", [f"/{SLEEPY}"], ids=["model-prefix"])
 def test_scale_to_zero_then_wake(fleet: Fleet, prefix: str) -> None:

@@ -38,6 +38,7 @@ class _Echo(BaseHTTPRequestHandler):
     """A stand-in replica: answers every request with its server's name and the path it got."""
 
     def _answer(self) -> None:
+        self.server.hits.append(self.path)  # type: ignore[attr-defined]
         length = int(self.headers.get("content-length") or 0)
         body = self.rfile.read(length).decode() if length else ""
         if "overload-me" in body:  # as Serve's replica refuses a request over its queue
@@ -69,6 +70,9 @@ class _Echo(BaseHTTPRequestHandler):
         pass
 
 
+HITS: dict[str, list[str]] = {}  # the paths each echo server of the running test was asked for
+
+
 @pytest.fixture
 def replicas() -> Iterator[dict[str, int]]:
     """One echo server per application: the router at / and two models."""
@@ -76,8 +80,10 @@ def replicas() -> Iterator[dict[str, int]]:
     for name in ("fleet", "alpha", "gamma"):
         server = ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
         server.name = name  # type: ignore[attr-defined]
+        server.hits = []  # type: ignore[attr-defined]
         threading.Thread(target=server.serve_forever, daemon=True).start()
         servers[name] = server
+        HITS[name] = server.hits  # type: ignore[attr-defined]
     yield {name: server.server_address[1] for name, server in servers.items()}
     for server in servers.values():
         server.shutdown()
@@ -256,6 +262,79 @@ def test_a_request_naming_a_model_reaches_its_backend_under_its_prefix(
         haproxy.kill()
         output = haproxy.communicate(timeout=30)[0].decode(errors="replace")
     # (Ray's metrics log socket has no reader here: HAProxy's alerts about that are not the config's.)
+    alerts = [line for line in output.splitlines() if "[ALERT]" in line and "failed in logger" not in line]
+    assert not alerts, output
+
+
+@pytest.mark.parametrize("wrapper", ["modelfleet-up", "cluster"])
+def test_without_one_of_the_fleets_keys_haproxy_answers_401_at_once_and_no_backend_hears_of_it(
+    tmp_path: Path, replicas: dict[str, int], wrapper: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keys = tmp_path / "keys"
+    for name, key in {"team-a/key": "sk-a\n", "team-b/key": "sk-b"}.items():
+        (keys / name).parent.mkdir(parents=True)
+        (keys / name).write_text(key)
+    monkeypatch.setenv("MODELFLEET_API_KEYS_DIR", str(keys))
+    frontend = free_port()
+    config = ray_config(tmp_path, replicas, frontend)
+    routing = UnifiedRouting({"alpha": "/alpha"}, body_timeout_s=2, api_keys=("team-a/key", "team-b/key"))
+    haproxy = start_haproxy(tmp_path, wrapper, routing, config, monkeypatch)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{frontend}", timeout=10) as client:
+
+            def status(path: str, key: str | None, body: Any = None) -> int:
+                headers = {"Authorization": f"Bearer {key}"} if key is not None else {}
+                return client.post(path, json=body or {"model": "alpha"}, headers=headers).status_code
+
+            def answers() -> bool:
+                try:
+                    return client.get("/-/healthz").status_code < 500  # health checks need no key
+                except httpx.TransportError:
+                    return False
+
+            wait_for("HAProxy", answers, timeout_s=30)
+            for path in ("/v1/chat/completions", "/alpha/v1/chat/completions", "/v1/models", "/v1/infer"):
+                for key in (None, "sk-c", "sk-a sk-b", "sk-", "sk-a\tx"):
+                    started = time.monotonic()
+                    headers = {"Authorization": f"Bearer {key}"} if key is not None else {}
+                    refused = client.post(path, json={"model": "alpha"}, headers=headers)
+                    assert refused.status_code == 401, (path, key)
+                    assert time.monotonic() - started < 1
+                    assert refused.headers["www-authenticate"] == "Bearer"
+                    assert refused.json()["error"]["type"] == "authentication_error"
+                    assert "Authorization: Bearer <key>" in refused.json()["error"]["message"]
+            basic = client.post(
+                "/v1/models", headers={"Authorization": "Basic sk-a"}
+            )  # a key, not as a Bearer
+            assert basic.status_code == 401
+            # Nothing reached any router or model (HAProxy's own health checks aside).
+            assert {name: [p for p in hits if p != "/-/healthz"] for name, hits in HITS.items()} == {
+                "fleet": [],
+                "alpha": [],
+                "gamma": [],
+            }
+            assert (
+                client.post(
+                    "/v1/chat/completions", json={"model": "alpha"}, headers={"Authorization": "bearer  sk-a"}
+                ).status_code
+                == 200
+            )
+            assert status("/alpha/v1/chat/completions", "sk-b") == 200
+            assert client.get("/alpha/healthz").status_code == 200  # a model's health check needs no key
+            # A rotated key applies within the front doors' reload period, without a reload.
+            (keys / "team-b/key").write_text("sk-b2")
+            wait_for("the rotated key", lambda: status("/v1/completions", "sk-b2") == 200, timeout_s=10)
+            assert status("/v1/completions", "sk-b") == 401
+            # A key added to the fleet (a new Secret in the routes) applies the same way.
+            (keys / "team-c").mkdir()
+            (keys / "team-c/key").write_text("sk-c")
+            added = UnifiedRouting(routing.models, routing.body_timeout_s, (*routing.api_keys, "team-c/key"))
+            routes = tmp_path / ("configmap/" + ROUTES_KEY if wrapper == "cluster" else UNIFIED_ROUTES_FILE)
+            routes.write_text(added.dumps())
+            wait_for("the added key", lambda: status("/v1/completions", "sk-c") == 200, timeout_s=10)
+    finally:
+        haproxy.kill()
+        output = haproxy.communicate(timeout=30)[0].decode(errors="replace")
     alerts = [line for line in output.splitlines() if "[ALERT]" in line and "failed in logger" not in line]
     assert not alerts, output
 

@@ -160,7 +160,7 @@ def test_high_throughput_runs_haproxy_through_the_fleets_config_map_on_every_pod
     assert config_map is not None and config_map["metadata"]["name"] == "fast-haproxy"
     # The routes: the fleet's model under its prefix, and how long HAProxy waits for a body to read.
     routes = json.loads(config_map["data"]["unified-routes.json"])
-    assert routes == {"models": {"qwen-7b": "/qwen-7b"}, "body_timeout_s": 30.0}
+    assert routes == {"models": {"qwen-7b": "/qwen-7b"}, "body_timeout_s": 30.0, "api_keys": []}
     assert config_map["data"]["haproxy"].startswith("#!/bin/sh\n")
     for pod in pods(render(fleet)):
         spec = pod["spec"]
