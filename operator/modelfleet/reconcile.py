@@ -77,6 +77,11 @@ EVENTS: dict[str, tuple[str, str]] = {
     "ConfigMapDeleted": ("Normal", "the fleet left high-throughput mode (`highThroughput: false`)"),
     "Invalid": ("Warning", "the spec fails a semantic check; posted once per set of problems"),
     "ApplyFailed": ("Warning", "the API server refused an object the fleet owns (RBAC, schema); not retried"),
+    "NameTaken": (
+        "Warning",
+        "an object with a name the fleet renders exists and is not the fleet's: left as it is, the fleet "
+        "`Failed` until it is gone",
+    ),
     "ModelFailed": ("Warning", "a model's application failed to deploy, with its root cause"),
     "FleetReady": ("Normal", "the fleet became `Ready`, with its endpoint"),
 }
@@ -112,6 +117,31 @@ class Outcome:
     phase: str
     status_changed: bool
     events: list[Event] = field(default_factory=list)
+
+
+class NotOurs(Exception):
+    """An object with the name the fleet renders exists and is not the fleet's (`ours`)."""
+
+    def __init__(self, kind: str, namespace: str, name: str, fleet: str) -> None:
+        super().__init__(
+            f"{kind} {namespace}/{name} exists and is not this fleet's (it has no ownerReference to ModelFleet "
+            f"{namespace}/{fleet}): the operator changes and deletes nothing of it. Delete or rename that "
+            "object, or give the fleet another name."
+        )
+
+
+def owned_by(live: Mapping[str, Any] | None, fleet: Mapping[str, Any]) -> bool:
+    """Whether `live` names the fleet (by uid) among its owners: what deleting it needs."""
+    uid = fleet["metadata"].get("uid")
+    owners = ((live or {}).get("metadata") or {}).get("ownerReferences") or []
+    return any(o.get("uid") == uid for o in owners)
+
+
+def ours(live: Mapping[str, Any], fleet: Mapping[str, Any]) -> bool:
+    """Whether the operator may apply over `live`: the fleet owns it, or the operator's field manager made it
+    (its owner reference removed by hand is drift, set back; an object someone else made is not ours)."""
+    managers = (live.get("metadata") or {}).get("managedFields") or []
+    return owned_by(live, fleet) or any(m.get("manager") == FIELD_MANAGER for m in managers)
 
 
 def now_rfc3339() -> str:
@@ -312,6 +342,8 @@ class Reconciler:
             # The policy and the ConfigMap first: Ray pods never run unguarded because a policy could not be
             # applied, and they mount the ConfigMap (its HAProxy wrapper) to start.
             try:
+                if current is not None and not ours(current, fleet):
+                    raise NotOurs("RayService", namespace, name, name)
                 for kind, wanted, fallback in zip(
                     self._owned_kinds(),
                     (policy, config_map),
@@ -324,6 +356,12 @@ class Reconciler:
                         post(owned_event)
                 what = f"RayService {namespace}/{name}"
                 current, action = self._apply(desired, current, fleet)
+            except NotOurs as error:
+                # Never adopted: applying would take the object over, and deleting the fleet would delete it.
+                status, changed = self._write_status(fleet, None, [], apply_error=str(error))
+                if (fleet.get("status") or {}).get("message") != str(error):
+                    post(event("NameTaken", str(error)))
+                return Outcome(action="failed", phase=status["phase"], status_changed=changed, events=events)
             except ApiException as error:
                 if _is_transient(error):
                     raise
@@ -424,8 +462,7 @@ class Reconciler:
         live = None if found is None else self.api.api_client.sanitize_for_serialization(found)
         meta = (live or {}).get("metadata") or {}
         if desired is None:
-            uid = fleet["metadata"].get("uid")
-            if live is None or not any(o.get("uid") == uid for o in meta.get("ownerReferences") or []):
+            if not owned_by(live, fleet):
                 return None  # nothing of ours to remove (an object of that name made by someone else stays)
             try:
                 kind.delete(object_name, namespace)
@@ -434,6 +471,8 @@ class Reconciler:
                     return None  # gone meanwhile (by hand, or the garbage collector): what we wanted
                 raise
             return event(f"{kind.kind}Deleted", f"{kind.kind} {namespace}/{object_name} deleted")
+        if live is not None and not ours(live, fleet):
+            raise NotOurs(kind.kind, namespace, object_name, fleet["metadata"]["name"])
         kopf.adopt(desired, owner=cast(kopf.Body, fleet))
         if (
             live is not None

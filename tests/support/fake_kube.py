@@ -239,6 +239,7 @@ class FakeKube:
         if before is None:
             self._store(key, applied)
             self._applied[key, manager] = fields
+            self._list_managers(key)
             return None
         merged = _merge(copy.deepcopy(before), applied)
         for dropped in self._applied.get((key, manager), set()) - fields:
@@ -246,7 +247,13 @@ class FakeKube:
                 _remove(merged, dropped)
         self._store(key, merged)
         self._applied[key, manager] = fields
+        self._list_managers(key)
         return copy.deepcopy(self.objects[key])
+
+    def _list_managers(self, key: Key) -> None:
+        """metadata.managedFields as the API server lists who applied the object (their fields left out)."""
+        managers = sorted(manager for (applied, manager) in self._applied if applied == key)
+        self.objects[key]["metadata"]["managedFields"] = [{"manager": m, "operation": "Apply"} for m in managers]
 
 
 def _leaves(node: dict[str, Any], path: Path = ()) -> Iterator[Path]:

@@ -21,7 +21,7 @@ import pytest
 from urllib3.exceptions import ProtocolError
 
 from modelfleet import yamlio
-from modelfleet.reconcile import FIELD_MANAGER, Outcome, Reconciler, is_subset
+from modelfleet.reconcile import FIELD_MANAGER, Outcome, Reconciler, is_subset, owned_by
 from tests.support.fake_kube import APPLY_PATCH, FakeKube, container_port_protocols
 from tests.unit.conftest import REPO
 
@@ -560,6 +560,51 @@ def test_an_object_the_fleet_no_longer_has_is_deleted_only_if_it_is_ours(
     assert (f"{kind}Deleted" in converged.reasons()) is deleted
     if deleted:
         assert ("Normal", f"{kind}Deleted", f"{kind} llm/{name} deleted") in converged.events
+
+
+@pytest.mark.parametrize("kind", ["RayService", "NetworkPolicy", "ConfigMap"])
+@pytest.mark.parametrize("owner", [SOMEONE_ELSES, NOBODYS])
+def test_an_object_of_the_fleets_name_made_by_someone_else_is_never_adopted(
+    cluster: Cluster, kind: str, owner: str
+) -> None:
+    """A RayService, policy or ConfigMap with a name the fleet renders, made by someone else (another
+    owner, or none, and never applied by the operator): the fleet is Failed naming it, one NameTaken Warning
+    says so, and the object is left exactly as it was: no owner reference added, so deleting the fleet
+    deletes nothing of it. Once it is gone, the next reconcile creates the fleet's own."""
+    name = NAMES[kind]
+    others = [{"apiVersion": "v1", "kind": "Other", "name": "x", "uid": "another-uid"}]
+    foreign = {
+        "apiVersion": "v1",
+        "kind": kind,
+        "metadata": {
+            "name": name,
+            "namespace": NS,
+            "ownerReferences": others if owner == SOMEONE_ELSES else [],
+        },
+        "spec": {"team": "b"},
+        "data": {"team": "b"},
+    }
+    cluster.kube.put(copy.deepcopy(foreign))
+    before = copy.deepcopy(cluster.live(kind))
+
+    outcome = cluster.reconcile()
+
+    said = f"{kind} llm/{name} exists and is not this fleet's"
+    assert (outcome.action, outcome.phase) == ("failed", "Failed")
+    assert cluster.status()["phase"] == "Failed" and cluster.status()["message"].startswith(said)
+    assert [(kind_, reason) for kind_, reason, _ in cluster.events if kind_ == "Warning"] == [
+        ("Warning", "NameTaken")
+    ]
+    assert cluster.live(kind) == before
+    assert not cluster.kube.called(APPLY[kind]) and not cluster.kube.called(APPLY["RayService"])
+    if kind == "RayService":  # checked first: nothing of the fleet is made beside someone else's RayService
+        assert cluster.kube.writes() == [STATUS]
+    # Reconciled again (the 10 s timer): nothing new to say, nothing written.
+    assert cluster.reconcile().action == "failed" and cluster.events == [] and cluster.kube.writes() == []
+
+    cluster.kube.remove(kind, NS, name)
+    assert cluster.reconcile().action == "created"
+    assert owned_by(cluster.live(kind), cluster.fleet())
 
 
 # 8. Worker pods
