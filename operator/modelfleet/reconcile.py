@@ -124,9 +124,9 @@ class NotOurs(Exception):
 
     def __init__(self, kind: str, namespace: str, name: str, fleet: str) -> None:
         super().__init__(
-            f"{kind} {namespace}/{name} exists and is not this fleet's (it has no ownerReference to ModelFleet "
-            f"{namespace}/{fleet}): the operator changes and deletes nothing of it. Delete or rename that "
-            "object, or give the fleet another name."
+            f"{kind} {namespace}/{name} exists and is not this fleet's (it has no ownerReference to "
+            f"ModelFleet {namespace}/{fleet}): the operator changes and deletes nothing of it. Delete or "
+            "rename that object, or give the fleet another name."
         )
 
 

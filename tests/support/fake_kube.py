@@ -253,7 +253,9 @@ class FakeKube:
     def _list_managers(self, key: Key) -> None:
         """metadata.managedFields as the API server lists who applied the object (their fields left out)."""
         managers = sorted(manager for (applied, manager) in self._applied if applied == key)
-        self.objects[key]["metadata"]["managedFields"] = [{"manager": m, "operation": "Apply"} for m in managers]
+        self.objects[key]["metadata"]["managedFields"] = [
+            {"manager": m, "operation": "Apply"} for m in managers
+        ]
 
 
 def _leaves(node: dict[str, Any], path: Path = ()) -> Iterator[Path]:
