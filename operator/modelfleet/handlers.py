@@ -17,7 +17,7 @@ from kubernetes import client, config
 
 from modelfleet import metrics
 from modelfleet.api.v1alpha1 import GROUP, PLURAL, VERSION
-from modelfleet.reconcile import RAY_GROUP, RAY_PLURAL, RAY_VERSION, Outcome, Reconciler
+from modelfleet.reconcile import RAY_GROUP, RAY_PLURAL, RAY_VERSION, Outcome, Reconciler, TimedApiClient
 from modelfleet.render import DEFAULT_IMAGE, FLEET_LABEL
 from modelfleet.render.network_policy import ControlPlane
 from modelfleet.serve_details import ServeDetails
@@ -57,7 +57,7 @@ def configure(settings: kopf.OperatorSettings, logger: Logger, **_: Any) -> None
     details = ServeDetails() if serve_details_enabled() else None
     control = control_plane()
     _state["reconciler"] = Reconciler(
-        client.CustomObjectsApi(),
+        client.CustomObjectsApi(TimedApiClient()),
         default_image=image,
         serve_details=details,
         control=control,

@@ -19,8 +19,9 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 import kopf
-from kubernetes.client import CoreV1Api, CustomObjectsApi, NetworkingV1Api
+from kubernetes.client import ApiClient, Configuration, CoreV1Api, CustomObjectsApi, NetworkingV1Api
 from kubernetes.client.exceptions import ApiException
+from urllib3 import Retry
 from urllib3.exceptions import HTTPError
 
 from modelfleet.api.problems import Problem
@@ -39,6 +40,10 @@ FIELD_MANAGER = "modelfleet-operator"
 TRANSIENT_STATUSES = {409, 429, 500, 502, 503, 504}
 # Rendered fleets kept (10-20 KB of JSON each); beyond it the least recently reconciled is rendered again.
 PLAN_CACHE_SIZE = 1024
+
+# Every Kubernetes call's (connect, read) timeout in seconds: an API server that stops answering costs a
+# reconcile this long, then a retry (kopf's own calls have theirs in handlers.py).
+REQUEST_TIMEOUT_S = (10.0, 30.0)
 
 EventSink = Callable[[str, str, str], None]  # (type Normal|Warning, reason, message)
 Event = tuple[str, str, str]
@@ -117,6 +122,23 @@ class Outcome:
     phase: str
     status_changed: bool
     events: list[Event] = field(default_factory=list)
+
+
+class TimedApiClient(ApiClient):
+    """The Kubernetes client's ApiClient with REQUEST_TIMEOUT_S on every call that names no timeout of its
+    own (the client's default is none: a silent API server would hold a reconcile's thread for ever), and a
+    read that timed out not retried by urllib3 (that would cost it four times over): kopf retries the
+    reconcile instead."""
+
+    def __init__(self, configuration: Configuration | None = None) -> None:
+        configuration = configuration or Configuration.get_default_copy()
+        configuration.retries = Retry(total=2, read=0, redirect=0)
+        super().__init__(configuration)
+
+    def call_api(self, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("_request_timeout") is None:
+            kwargs["_request_timeout"] = REQUEST_TIMEOUT_S
+        return super().call_api(*args, **kwargs)
 
 
 class NotOurs(Exception):

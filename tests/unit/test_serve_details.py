@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -138,3 +139,41 @@ def test_json_nested_past_the_parsers_depth_is_no_answer(dashboard: Callable[[An
         handler.wfile.write(b"[" * 100_000)
 
     assert _read(dashboard(deep))[0] is None
+
+
+def test_a_silent_api_server_costs_a_reconcile_its_request_timeout_then_a_retry(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An API server that accepts the connection and never answers: the operator's client gives up after
+    its read timeout and the reconcile asks kopf to retry, instead of holding the thread for ever."""
+    import kopf
+    from kubernetes.client import Configuration, CustomObjectsApi
+
+    from modelfleet import reconcile
+    from modelfleet.reconcile import Reconciler, TimedApiClient
+
+    monkeypatch.setattr(reconcile, "REQUEST_TIMEOUT_S", (1.0, 1.0))
+    silent = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                held.append(silent.accept()[0])  # read nothing, answer nothing
+
+    threading.Thread(target=accept, daemon=True).start()
+    configuration = Configuration(host=f"http://127.0.0.1:{silent.getsockname()[1]}")
+    reconciler = Reconciler(CustomObjectsApi(TimedApiClient(configuration)))
+    fleet = {
+        "apiVersion": "modelfleet.dev/v1alpha1",
+        "kind": "ModelFleet",
+        "metadata": {"name": "t"},
+        "spec": {},
+    }
+    started = time.monotonic()
+    with pytest.raises(kopf.TemporaryError):
+        reconciler.reconcile(fleet, lambda *event: None)
+    assert time.monotonic() - started < 3  # one read timeout, no retry of it
+    silent.close()
+    for connection in held:
+        connection.close()
