@@ -172,7 +172,7 @@ def test_a_silent_api_server_costs_a_reconcile_its_request_timeout_then_a_retry(
     }
     started = time.monotonic()
     with pytest.raises(kopf.TemporaryError):
-        reconciler.reconcile(fleet, lambda *event: None)
+        reconciler.reconcile(fleet, lambda *_: None)
     assert time.monotonic() - started < 3  # one read timeout, no retry of it
     silent.close()
     for connection in held:
