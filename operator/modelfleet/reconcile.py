@@ -166,6 +166,34 @@ def ours(live: Mapping[str, Any], fleet: Mapping[str, Any]) -> bool:
     return owned_by(live, fleet) or any(m.get("manager") == FIELD_MANAGER for m in managers)
 
 
+def in_line(
+    desired: Mapping[str, Any], live: Mapping[str, Any], compared: tuple[str, ...], preview: Callable[[], Any]
+) -> bool:
+    """Whether applying `desired` would change nothing of `live` (its `compared` fields, labels, owners).
+
+    First without a call: every field we render is there with our value (`is_subset`). When not, it may
+    still be that nothing would change: a list entry another field manager added (an env var a policy
+    engine injects) makes the lists differ while our entries are all there. Then the server says: a
+    server-side dry-run apply (`preview`) merges exactly as the real one would, so only a change the apply
+    would make counts as drift, and foreign entries never loop."""
+    meta = live.get("metadata") or {}
+
+    def rendered(obj: Mapping[str, Any]) -> list[Any]:
+        obj_meta = obj.get("metadata") or {}
+        return [obj.get(key) for key in compared] + [
+            obj_meta.get("labels") or {},
+            obj_meta.get("ownerReferences") or [],
+        ]
+
+    if all(is_subset(desired[key], live.get(key)) for key in compared) and (
+        is_subset(desired["metadata"]["labels"], meta.get("labels") or {})
+        and is_subset(desired["metadata"]["ownerReferences"], meta.get("ownerReferences") or [])
+    ):
+        return True
+    would_be = preview()
+    return would_be is not None and rendered(would_be) == rendered(live)
+
+
 def now_rfc3339() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -411,27 +439,25 @@ class Reconciler:
         one of them edited by hand is set back, while what others add beside them (an Argo CD label, an
         annotation, KubeRay's bookkeeping) stays. No resourceVersion is needed: the server merges.
         """
-        if current is not None:
-            live_meta = current.get("metadata") or {}
-            in_line = (
-                is_subset(desired["spec"], current.get("spec"))
-                and is_subset(desired["metadata"]["labels"], live_meta.get("labels") or {})
-                and is_subset(desired["metadata"]["ownerReferences"], live_meta.get("ownerReferences") or [])
-            )
-            if in_line:
-                return current, "unchanged"
         metadata = desired["metadata"]
-        applied = self.api.patch_namespaced_custom_object(
-            RAY_GROUP,
-            RAY_VERSION,
-            metadata["namespace"],
-            RAY_PLURAL,
-            metadata["name"],
-            desired,
-            field_manager=FIELD_MANAGER,
-            force=True,
-            _content_type="application/apply-patch+yaml",  # JSON is YAML
-        )
+
+        def apply(**dry_run: Any) -> Any:
+            return self.api.patch_namespaced_custom_object(
+                RAY_GROUP,
+                RAY_VERSION,
+                metadata["namespace"],
+                RAY_PLURAL,
+                metadata["name"],
+                desired,
+                field_manager=FIELD_MANAGER,
+                force=True,
+                _content_type="application/apply-patch+yaml",  # JSON is YAML
+                **dry_run,
+            )
+
+        if current is not None and in_line(desired, current, ("spec",), lambda: apply(dry_run="All")):
+            return current, "unchanged"
+        applied = apply()
         if current is None:
             if applied is None:
                 # The Kubernetes client maps only a 200 reply to a body; an apply that creates gets 201 and
@@ -496,21 +522,24 @@ class Reconciler:
         if live is not None and not ours(live, fleet):
             raise NotOurs(kind.kind, namespace, object_name, fleet["metadata"]["name"])
         kopf.adopt(desired, owner=cast(kopf.Body, fleet))
-        if (
-            live is not None
-            and all(is_subset(desired[key], live.get(key)) for key in kind.compared)
-            and is_subset(desired["metadata"]["labels"], meta.get("labels") or {})
-            and is_subset(desired["metadata"]["ownerReferences"], meta.get("ownerReferences") or [])
-        ):
+
+        def apply(**dry_run: Any) -> Any:
+            return kind.patch(
+                object_name,
+                namespace,
+                desired,
+                field_manager=FIELD_MANAGER,
+                force=True,
+                _content_type="application/apply-patch+yaml",
+                **dry_run,
+            )
+
+        def preview() -> Any:
+            return self.api.api_client.sanitize_for_serialization(apply(dry_run="All"))
+
+        if live is not None and in_line(desired, live, kind.compared, preview):
             return None
-        kind.patch(
-            object_name,
-            namespace,
-            desired,
-            field_manager=FIELD_MANAGER,
-            force=True,
-            _content_type="application/apply-patch+yaml",
-        )
+        apply()
         verb = "created" if live is None else "updated"
         return event(f"{kind.kind}{verb.title()}", f"{kind.kind} {namespace}/{object_name} {verb}")
 

@@ -105,7 +105,7 @@ class Call:
 
     @property
     def writes(self) -> bool:
-        return not self.method.startswith(("get_", "read_"))
+        return not self.method.startswith(("get_", "read_")) and self.options.get("dry_run") != "All"
 
 
 class Live:
@@ -236,6 +236,8 @@ class FakeKube:
         applied = copy.deepcopy(body)
         fields = set(_leaves(applied))
         before = self.objects.get(key)
+        if options.get("dry_run") == "All":  # what the apply would make, nothing stored
+            return self._dry_run(key, applied, fields, manager)
         if before is None:
             self._store(key, applied)
             self._applied[key, manager] = fields
@@ -249,6 +251,14 @@ class FakeKube:
         self._applied[key, manager] = fields
         self._list_managers(key)
         return copy.deepcopy(self.objects[key])
+
+    def _dry_run(self, key: Key, applied: dict[str, Any], fields: set[Path], manager: str) -> Any:
+        objects, owned, counter = copy.deepcopy(self.objects), copy.deepcopy(self._applied), self._counter
+        try:
+            self._apply(*key, applied, field_manager=manager, _content_type=APPLY_PATCH)
+            return copy.deepcopy(self.objects[key])
+        finally:
+            self.objects, self._applied, self._counter = objects, owned, counter
 
     def _list_managers(self, key: Key) -> None:
         """metadata.managedFields as the API server lists who applied the object (their fields left out)."""
