@@ -68,14 +68,15 @@ def configure(settings: kopf.OperatorSettings, logger: Logger, **_: Any) -> None
         "KubeRay in %s and to this operator in %s)",
         image,
         "read from each fleet's dashboard" if details else "off",
-        control.kuberay_namespace or "any namespace",
-        control.operator_namespace or "any namespace",
+        control.kuberay_namespace or "the fleet's namespace and this operator's",
+        control.operator_namespace or "the fleet's namespace",
     )
     if control.kuberay_namespace is None:
         logger.warning(
             "MODELFLEET_KUBERAY_NAMESPACE is not set: fleets' dashboards (which can run jobs) accept pods "
-            "with KubeRay's operator label from any namespace. Set it to KubeRay's namespace (chart value "
-            "kuberay.namespace) so only that namespace's pods get in."
+            "with KubeRay's operator label only in the fleet's namespace and this operator's. If KubeRay "
+            "runs elsewhere it cannot deploy fleets: set it to KubeRay's namespace (chart value "
+            "kuberay.namespace)."
         )
 
 

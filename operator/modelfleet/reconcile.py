@@ -508,7 +508,6 @@ class Reconciler:
             found = None
         # The live object as the API server spells it (camelCase), to compare with what we render.
         live = None if found is None else self.api.api_client.sanitize_for_serialization(found)
-        meta = (live or {}).get("metadata") or {}
         if desired is None:
             if not owned_by(live, fleet):
                 return None  # nothing of ours to remove (an object of that name made by someone else stays)

@@ -237,7 +237,7 @@ class FakeKube:
         fields = set(_leaves(applied))
         before = self.objects.get(key)
         if options.get("dry_run") == "All":  # what the apply would make, nothing stored
-            return self._dry_run(key, applied, fields, manager)
+            return self._dry_run(key, applied, manager)
         if before is None:
             self._store(key, applied)
             self._applied[key, manager] = fields
@@ -252,7 +252,7 @@ class FakeKube:
         self._list_managers(key)
         return copy.deepcopy(self.objects[key])
 
-    def _dry_run(self, key: Key, applied: dict[str, Any], fields: set[Path], manager: str) -> Any:
+    def _dry_run(self, key: Key, applied: dict[str, Any], manager: str) -> Any:
         objects, owned, counter = copy.deepcopy(self.objects), copy.deepcopy(self._applied), self._counter
         try:
             self._apply(*key, applied, field_manager=manager, _content_type=APPLY_PATCH)

@@ -127,11 +127,19 @@ def test_the_default_policy_opens_only_the_front_door(source: Pod, port: int, ex
     assert allowed(policy, source, FLEET_POD, port) is expected
 
 
-def test_without_named_operator_namespaces_the_operators_are_found_by_label_anywhere() -> None:
-    policy = default_policy()
-    assert allowed(policy, KUBERAY, FLEET_POD, DASHBOARD)
-    assert allowed(policy, IMPOSTOR, FLEET_POD, DASHBOARD)  # why the chart names KubeRay's namespace
-    assert not allowed(policy, IMPOSTOR, FLEET_POD, SERVE)
+def test_without_kuberays_namespace_its_label_admits_pods_beside_the_fleet_or_our_operator_only() -> None:
+    """No peer on the dashboard selects every namespace: an unconfigured KubeRay is looked for where it can
+    be without being told (the fleet's namespace, ModelFleet's operator's), never anywhere."""
+    policy = default_policy(ControlPlane(operator_namespace="modelfleet-system"))
+    beside_us = Pod("modelfleet-system", KUBERAY.labels)
+    beside_fleet = Pod(FLEET_POD.namespace, KUBERAY.labels)
+    assert allowed(policy, beside_us, FLEET_POD, DASHBOARD)
+    assert allowed(policy, beside_fleet, FLEET_POD, DASHBOARD)
+    assert not allowed(policy, KUBERAY, FLEET_POD, DASHBOARD)  # its own namespace must be named
+    assert not allowed(policy, IMPOSTOR, FLEET_POD, DASHBOARD)
+    assert allowed(policy, OUR_OPERATOR, FLEET_POD, DASHBOARD)
+    for rule in policy["spec"]["ingress"]:
+        assert all(peer.get("namespaceSelector") != {} for peer in rule["from"]), rule
 
 
 def test_allow_from_and_metrics_from_replace_the_defaults() -> None:

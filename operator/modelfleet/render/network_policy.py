@@ -7,7 +7,9 @@ cluster of the fleet, so also both during an upgrade) and allows ingress only:
 - between the fleet's own Ray pods, on every port (Ray's internal traffic uses wide port ranges);
 - from `networkPolicy.allowFrom` (default: the fleet's namespace) on the Serve port, 8000;
 - from KubeRay's and ModelFleet's operators on the dashboard port, 8265 (KubeRay deploys the Serve config
-  through it; ModelFleet reads Serve's replica counts);
+  through it; ModelFleet reads Serve's replica counts), picked by their pod labels in their namespaces; an
+  operator whose namespace is not configured is looked for in the fleet's namespace and ModelFleet's
+  operator's, never in every namespace (the dashboard can run jobs);
 - from `networkPolicy.metricsFrom` (default: the `monitoring` namespace) on Ray's metrics port, 8080.
 Egress is not restricted (engines fetch weights). The kubelet's probes come from the node, which
 NetworkPolicy implementations let through.
@@ -34,8 +36,9 @@ MODELFLEET_OPERATOR_POD = {"app.kubernetes.io/name": "modelfleet-operator"}
 class ControlPlane:
     """Where the operators that call a fleet's dashboard run: operator settings, not a fleet's.
 
-    None means "any namespace" (the pods are still picked by their labels); naming the namespaces is
-    tighter and what the chart does for ModelFleet's own.
+    None means "not configured": the policy then looks for that operator's pods in the fleet's namespace and
+    in ModelFleet's operator's (when known) only. The chart names ModelFleet's own; KubeRay's is the chart's
+    `kuberay.namespace`.
     """
 
     kuberay_namespace: str | None = None
@@ -74,12 +77,16 @@ def network_policy(
     scrapers = [_peer(p) for p in settings.metrics_from] or [
         {"namespaceSelector": _namespace(DEFAULT_MONITORING_NAMESPACE)}
     ]
+    # An operator's namespace when configured, else where it may be without being told: beside the fleet, or
+    # beside ModelFleet's operator (KubeRay installed with it).
+    unknown = list(dict.fromkeys(n for n in (fleet.metadata.namespace, control.operator_namespace) if n))
     operators = [
         {"namespaceSelector": _namespace(namespace), "podSelector": {"matchLabels": dict(pods)}}
-        for namespace, pods in (
+        for configured, pods in (
             (control.kuberay_namespace, KUBERAY_OPERATOR_POD),
             (control.operator_namespace, MODELFLEET_OPERATOR_POD),
         )
+        for namespace in ([configured] if configured else unknown)
     ]
     return {
         "apiVersion": "networking.k8s.io/v1",
