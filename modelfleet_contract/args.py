@@ -56,6 +56,11 @@ class FrontDoorArgs(_Strict):
     max_tokens: int = Field(ge=1, description="Largest max_tokens / max_completion_tokens.")
     max_n: int = Field(ge=1, description="Largest n (and best_of).")
     max_batch_items: int = Field(default=2048, ge=1, description="Most inputs in a prompt or input list.")
+    media_hosts: list[str] = Field(
+        default_factory=list,
+        description="Hosts a media URL may name though they resolve to a non-public address (the models' "
+        "engineArgs.allowed_media_domains).",
+    )
     body_timeout_s: float = Field(gt=0, description="Seconds a client may take to send its body.")
 
 

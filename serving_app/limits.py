@@ -14,7 +14,8 @@ of the inference calls, and hands the same bytes on:
 - a JSON body nested deeper than ``MAX_JSON_DEPTH`` -> 400 naming the body (Python's parser would raise
   RecursionError on a deep enough one, a 500);
 - ``messages`` that is not a list of objects -> 400 (the engine's validation would fail with a 500);
-- an image part of a chat message that no model could read -> 400 naming the part (``media.py``);
+- a media part of a chat message that no model could read, or whose URL points inside the cluster -> 400
+  naming the part (``media.py``);
 - where asked (a model's own server in high-throughput mode), a ``model`` it does not serve -> 404 listing
   the ones it does;
 - a request for a model whose task is not the endpoint's (a chat request to an embedding model) -> 400
@@ -40,7 +41,7 @@ from modelfleet_contract.args import FrontDoorArgs
 from modelfleet_contract.errors import body_too_large, body_too_slow, unknown_model
 from modelfleet_contract.tasks import endpoints_text
 from serving_app.errors import FleetHTTPError, error_response
-from serving_app.media import check_media_parts
+from serving_app.media import check_fetched_hosts, check_media_parts
 
 # The calls whose bodies carry generation parameters; /v1/infer keeps them under "params".
 _GENERATION_PATHS = ("/chat/completions", "/completions", "/infer")
@@ -90,7 +91,8 @@ class RequestLimitsMiddleware:
             if needs == "transcribe":
                 self._check_model(scope, await _form_model(scope, body), needs=needs)
             elif needs is not None:
-                body = self._check_inference(scope, body, needs=needs)
+                body, fetched = self._check_inference(scope, body, needs=needs)
+                await check_fetched_hosts(fetched, self.limits.media_hosts)
             else:
                 _parse(body)  # any other JSON call: its depth bounded too
         except FleetHTTPError as exc:
@@ -124,20 +126,27 @@ class RequestLimitsMiddleware:
             if not message.get("more_body", False):
                 return b"".join(chunks)
 
-    def _check_inference(self, scope: Scope, body: bytes, *, needs: str) -> bytes:
-        """`body` checked; the body to hand on (the same bytes, or with `max_tokens` filled in)."""
+    def _check_inference(
+        self, scope: Scope, body: bytes, *, needs: str
+    ) -> tuple[bytes, list[tuple[str, str]]]:
+        """`body` checked: the body to hand on (the same bytes, or with `max_tokens` filled in), and the
+        (part, URL) of the media the engine would fetch."""
         document = _parse(body)
         if not isinstance(document, dict):
-            return body  # not JSON, or not an object: the endpoint's own 400 says so
+            return body, []  # not JSON, or not an object: the endpoint's own 400 says so
         infer = scope["path"].endswith("/infer")
         self._check_model(scope, document.get("model_id" if infer else "model"), needs=needs)
         for name in _BATCH_FIELDS:
             _at_most_items(document, name, self.limits.max_batch_items)
-        if needs != "generate" or not self._check_generation(document, infer=infer):
-            return body
+        if needs != "generate":
+            return body, []
+        _check_shape(document)
+        fetched = check_media_parts(document)
+        if not self._check_generation(document, infer=infer):
+            return body, fetched
         filled = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
         _set_content_length(scope, len(filled))
-        return filled
+        return filled, fetched
 
     def _check_model(self, scope: Scope, model: Any, *, needs: str) -> None:
         """The requested model (a JSON field, or a transcription's form field): served here, of the task
@@ -159,8 +168,6 @@ class RequestLimitsMiddleware:
 
     def _check_generation(self, document: dict[str, Any], *, infer: bool) -> bool:
         """The generation limits checked; True when `max_tokens` was filled in (`document` changed)."""
-        _check_shape(document)
-        check_media_parts(document)
         # /v1/infer keeps its parameters under "params"; elsewhere a "params" key is just an unknown field.
         if infer and "params" not in document:
             document["params"] = {}

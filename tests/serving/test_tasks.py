@@ -16,6 +16,8 @@ from __future__ import annotations
 import base64
 import math
 import struct
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -140,6 +142,43 @@ def test_an_image_no_model_could_read_is_a_400_naming_its_part_and_the_model_kee
         message, body = refused.value.message, refused.value.body
         assert isinstance(body, dict) and body["param"] == "messages[0].content[2].image_url", body
         assert all(word in message for word in words), message
+    assert _ask(fleet, prefix, png_data_url(40, 30)).choices[0].message.content
+
+
+@VISION_ENDPOINTS
+def test_an_image_url_inside_the_cluster_is_refused_before_anything_fetches_it(
+    fleet: Fleet, prefix: str
+) -> None:
+    """The engine would fetch any address it is given: the pod's loopback, the cloud's metadata service.
+    The front door refuses those (naming the part) and the server behind the URL is never contacted."""
+    asked: list[str] = []
+
+    class Recording(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            asked.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Recording)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        for url in (
+            f"http://127.0.0.1:{server.server_address[1]}/cat.png",
+            f"http://localhost:{server.server_address[1]}/cat.png",
+            "http://169.254.169.254/latest/meta-data/",  # refused on its address: no packet is sent
+        ):
+            with pytest.raises(openai.BadRequestError) as refused:
+                _ask(fleet, prefix, url)
+            body = refused.value.body
+            assert isinstance(body, dict) and body["param"] == "messages[0].content[1].image_url", body
+            assert "not a public address" in refused.value.message, refused.value.message
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert asked == []
     assert _ask(fleet, prefix, png_data_url(40, 30)).choices[0].message.content
 
 

@@ -334,10 +334,69 @@ def test_readable_images_and_fetched_urls_reach_the_endpoint_unchanged() -> None
     for body in (
         image_chat(image(png_data_url()), image(png_data_url(30, 20))),
         image_chat({"type": "image_url", "image_url": png_data_url()}),  # the bare string some clients send
-        image_chat(image("https://example.com/cat.png")),  # the engine fetches it (allowed_media_domains)
+        # The engine fetches it: a public address (a literal here, so that nothing resolves a name).
+        image_chat(image("https://93.184.215.14/cat.png")),
     ):
         reply = post(client, body)
         assert reply.status_code == 200 and json.loads(reply.json()["body"]) == body
+
+
+@pytest.mark.parametrize(
+    ("url", "address"),
+    [
+        ("http://127.0.0.1:9/cat.png", "127.0.0.1"),
+        ("http://localhost/cat.png", ""),  # 127.0.0.1 or ::1, whichever /etc/hosts lists first
+        ("http://[::1]/cat.png", "::1"),
+        ("http://169.254.169.254/latest/meta-data/", "169.254.169.254"),  # the cloud's metadata service
+        ("http://10.0.0.7/cat.png", "10.0.0.7"),
+        ("http://192.168.1.1/cat.png", "192.168.1.1"),
+        ("http://100.64.0.1/cat.png", "100.64.0.1"),  # shared address space (carrier-grade NAT)
+        ("http://[fd00::1]/cat.png", "fd00::1"),
+        ("http://0.0.0.0/cat.png", "0.0.0.0"),
+    ],
+)
+@pytest.mark.usefixtures("keys_dir")
+def test_a_media_url_inside_the_cluster_is_refused_naming_the_part(url: str, address: str) -> None:
+    # Resolved, not fetched: an address literal (or localhost, from /etc/hosts) sends no packet.
+    for kind in ("image_url", "video_url", "audio_url"):
+        reply = post(TestClient(app()), image_chat({"type": kind, kind: {"url": url}}))
+        assert reply.status_code == 400, (url, kind)
+        error = reply.json()["error"]
+        assert error["param"] == f"messages[1].content[1].{kind}"
+        assert f"is {address}, not a public address" in error["message"] or (
+            not address and "not a public address" in error["message"]
+        ), error["message"]
+        assert "allowed_media_domains" in error["message"]
+
+
+@pytest.mark.usefixtures("keys_dir")
+def test_a_host_a_model_allows_is_fetched_wherever_it_resolves(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(
+        "tests.unit.test_front_door.LIMITS", LIMITS.model_copy(update={"media_hosts": ["localhost"]})
+    )
+    body = image_chat(image("http://localhost/cat.png"))
+    assert post(TestClient(app()), body).status_code == 200
+    assert post(TestClient(app()), image_chat(image("http://127.0.0.1/cat.png"))).status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("part", "words"),
+    [
+        ({"type": "video_url", "video_url": {"url": "data:video/mp4;base64,@@"}}, ["not valid base64"]),
+        ({"type": "video_url", "video_url": {"url": png_data_url()}}, ["type 'image/png', not video/*"]),
+        ({"type": "audio_url", "audio_url": {"url": "file:///etc/passwd"}}, ["scheme 'file'"]),
+        ({"type": "audio_url", "audio_url": 5}, ["needs a url string"]),
+        ({"type": "input_audio", "input_audio": {"data": "@@", "format": "wav"}}, ["not valid base64"]),
+        ({"type": "input_audio", "input_audio": "x"}, ["needs base64 'data'"]),
+    ],
+)
+@pytest.mark.usefixtures("keys_dir")
+def test_video_and_audio_parts_get_the_checks_images_get(part: dict[str, Any], words: list[str]) -> None:
+    reply = post(TestClient(app()), image_chat(part))
+    assert reply.status_code == 400
+    error = reply.json()["error"]
+    assert error["param"] == f"messages[1].content[1].{part['type']}"
+    assert all(word in error["message"] for word in words), error["message"]
 
 
 @pytest.mark.usefixtures("keys_dir")

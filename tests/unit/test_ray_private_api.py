@@ -345,3 +345,18 @@ def test_a_client_gone_while_its_pick_waits_cancels_the_pick_and_the_nudge() -> 
 
     asyncio.run(client_goes())
     assert log == ["nudge sent", "pick cancelled", "nudge cancelled"]
+
+
+def test_the_engine_follows_no_media_redirect_in_a_replica() -> None:
+    """serving_app sets VLLM_MEDIA_URL_ALLOW_REDIRECTS=0 (its __init__), and vLLM's media connector fetches
+    with `allow_redirects` from that variable: a URL the front door checked cannot send the engine on."""
+    import os
+
+    import vllm.envs
+    from vllm.multimodal.media import connector
+
+    import serving_app  # noqa: F401  (sets the variable, as in every replica)
+
+    assert os.environ["VLLM_MEDIA_URL_ALLOW_REDIRECTS"] == "0"
+    assert vllm.envs.VLLM_MEDIA_URL_ALLOW_REDIRECTS is False
+    assert inspect.getsource(connector).count("allow_redirects=envs.VLLM_MEDIA_URL_ALLOW_REDIRECTS") >= 2

@@ -28,6 +28,9 @@ def front_door_args(spec: ModelFleetSpec) -> dict[str, Any]:
         "max_tokens": limits.max_tokens,
         "max_n": limits.max_n,
         "max_batch_items": limits.max_batch_items,
+        "media_hosts": sorted(
+            {str(host) for m in spec.models for host in m.engine_args.get("allowed_media_domains") or []}
+        ),
         "body_timeout_s": limits.body_timeout_seconds,
     }
 
