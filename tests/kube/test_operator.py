@@ -268,6 +268,36 @@ def test_a_list_entry_another_field_manager_added_is_not_drift(kube: Kube) -> No
     assert injected in head["containers"][0]["env"], "the other manager's entry stays"
 
 
+def test_an_object_of_the_fleets_name_made_by_someone_else_is_left_alone_and_survives_the_fleet(
+    kube: Kube,
+) -> None:
+    """Another team's ConfigMap happens to be called `<fleet>-haproxy`: the fleet is Failed naming it, the
+    ConfigMap is not changed (no owner reference added), and deleting the fleet does not delete it."""
+    name = unique("taken")
+    theirs = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": f"{name}-haproxy", "labels": {"team": "b"}},
+        "data": {"routes": "theirs"},
+    }
+    kube.run("apply", "-f", "-", stdin=yaml.safe_dump(theirs))
+    before = kube.get("configmap", f"{name}-haproxy")
+    assert before is not None
+    apply(kube, fleet(name))
+    wait_jsonpath(kube, name, "{.status.phase}", "Failed")
+    message = (kube.get("modelfleet", name) or {})["status"]["message"]
+    assert message.startswith(f"ConfigMap {kube.namespace}/{name}-haproxy exists and is not this fleet's"), (
+        message
+    )
+    assert any(e["reason"] == "NameTaken" for e in events_for(kube, name))
+    after = kube.get("configmap", f"{name}-haproxy") or {}
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+    assert kube.get(RS, name) is None  # nothing of the fleet made beside it
+    kube.run("delete", "modelfleet", name, "--wait=true")
+    wait_for(lambda: kube.get("modelfleet", name) is None or None, what="the fleet gone")
+    assert (kube.get("configmap", f"{name}-haproxy") or {}).get("data") == {"routes": "theirs"}
+
+
 def test_fields_the_operator_does_not_render_are_left_alone(kube: Kube) -> None:
     """What Argo CD, a policy engine or a person adds beside our fields survives every reconcile."""
     name = unique("labelled")
