@@ -94,7 +94,7 @@ class RequestLimitsMiddleware:
                 body, fetched = self._check_inference(scope, body, needs=needs)
                 await check_fetched_hosts(fetched, self.limits.media_hosts)
             else:
-                _parse(body)  # any other JSON call: its depth bounded too
+                _check_depth(body)  # any other call: its depth bounded too, nothing parsed
         except FleetHTTPError as exc:
             await error_response(exc)(scope, receive, send)
             return
@@ -218,13 +218,18 @@ def _parse(body: bytes) -> Any:
     """The body as JSON; None when it is not JSON (the endpoint refuses it in its own words); 400 when its
     lists and objects nest deeper than MAX_JSON_DEPTH, valid JSON or not (a parser that recurses would fail
     on it with a RecursionError, a 500)."""
-    # Fewer brackets than the bound cannot nest past it: most bodies skip the count.
-    if body.count(b"[") + body.count(b"{") > MAX_JSON_DEPTH and _depth(body) > MAX_JSON_DEPTH:
-        raise _too_deep()
+    _check_depth(body)
     try:
         return json.loads(body)
     except (ValueError, RecursionError):
         return None
+
+
+def _check_depth(body: bytes) -> None:
+    """400 when the body's brackets nest deeper than MAX_JSON_DEPTH."""
+    # Fewer brackets than the bound cannot nest past it: most bodies skip the count.
+    if body.count(b"[") + body.count(b"{") > MAX_JSON_DEPTH and _depth(body) > MAX_JSON_DEPTH:
+        raise _too_deep()
 
 
 # A JSON string (its brackets are text, not nesting), and a bracket outside one.
